@@ -1,0 +1,26 @@
+//! sluice: a streaming pipeline for crypto market data.
+//!
+//! It ingests DEX Screener, Pyth Hermes, Birdeye and a signed peer-to-peer price mesh, runs
+//! them through a [timely](https://docs.rs/timely) dataflow with embedded state, and acts:
+//! trending signals, fused prices, debounced oracle push batches and a paper portfolio sized by
+//! drawdown tiers. Every run can be recorded and replayed to identical outputs.
+//!
+//! The layers, and the one direction data flows through them:
+//!
+//! - [`model`]: envelopes, exact decimals, identifiers, and the pure parsers.
+//! - [`ops`]: the computations as pure state machines (no timely, no I/O, no clock).
+//! - [`dataflow`]: thin timely operators that route records, times and capabilities to them.
+//! - [`record`], [`sinks`], [`store`]: recordings, the journal and the embedded state.
+//! - [`config`]: the layered configuration.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod dataflow;
+pub mod model;
+pub mod ops;
+pub mod record;
+pub mod sinks;
+pub mod store;
+pub mod synth;

@@ -1,0 +1,22 @@
+//! The data model: envelopes as received, exact decimals, identifiers, and the parsed records.
+//!
+//! Nothing here does I/O or reads a clock. Parsing ([`parse`]) is a pure function from an
+//! envelope to records, so a replay exercises exactly the code a live run does.
+
+mod assets;
+mod decimal;
+mod envelope;
+mod ids;
+pub mod parse;
+mod record;
+mod source;
+
+pub use assets::AssetMap;
+pub use decimal::{pow10, Decimal, DecimalError};
+pub use envelope::{Envelope, Ingest};
+pub use ids::{address_format, AddressError, AddressFormat, Asset, FeedId, FeedIdError, TokenRef};
+pub use record::{
+    BoostEntry, BoostSnapshot, ChainTarget, Instrument, InvalidInput, Location, OnChainPrice,
+    PriceSource, PriceTick, Record, SourceNotice,
+};
+pub use source::{Endpoint, Source};
