@@ -7,6 +7,7 @@ mod assets;
 mod decimal;
 mod envelope;
 mod ids;
+pub mod journal;
 pub mod parse;
 mod record;
 mod source;

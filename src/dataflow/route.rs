@@ -1,0 +1,31 @@
+//! Stable routing: which worker owns a key, and the ingest-time quantum a record belongs to.
+//!
+//! Exchange must use a hash that every process computes alike: never `std`'s randomly seeded
+//! hasher, or a key's state would be split across workers of different processes.
+
+use std::hash::{Hash, Hasher};
+
+use fnv::FnvHasher;
+
+/// FNV-1a over the key's `Hash` stream: the same value in every process of a cluster.
+///
+/// ```
+/// use sluice::dataflow::route;
+/// assert_eq!(route(&("BTC", 1u8)), route(&("BTC", 1u8)));
+/// assert_ne!(route(&"BTC"), route(&"ETH"));
+/// ```
+pub fn route<K: Hash + ?Sized>(key: &K) -> u64 {
+    let mut hasher = FnvHasher::default();
+    key.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The dataflow time of an ingest time: rounded down to a multiple of `tick_ms`.
+///
+/// ```
+/// assert_eq!(sluice::dataflow::tick_of(1_005, 10), 1_000);
+/// assert_eq!(sluice::dataflow::tick_of(1_010, 10), 1_010);
+/// ```
+pub fn tick_of(t_ms: u64, tick_ms: u64) -> u64 {
+    t_ms - t_ms % tick_ms.max(1)
+}
