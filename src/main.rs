@@ -1,1 +1,20 @@
-fn main() {}
+//! The `sluice` command: run live, replay, serve a recording as the real APIs, benchmark, and
+//! the recording tools. Each subcommand lives in its own module under `cli/`.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Args::parse();
+    cli::init_logging(args.log_format);
+    match cli::dispatch(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

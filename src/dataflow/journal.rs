@@ -23,6 +23,7 @@ pub fn journal_sink<'scope>(
 ) {
     let mut staged: BTreeMap<u64, Vec<JournalLine>> = BTreeMap::new();
     let mut failed = false;
+    let mut finished = false;
     lines.sink(Exchange::new(|_: &JournalLine| 0), "Journal", move |(input, frontier)| {
         input.for_each_time(|cap, data| {
             let slot = staged.entry(*cap.time()).or_default();
@@ -46,10 +47,14 @@ pub fn journal_sink<'scope>(
             }
             wrote = true;
         }
-        if wrote && (flush_each_time || frontier.is_empty()) {
+        let ended = frontier.is_empty() && !finished;
+        if (wrote && flush_each_time) || ended {
+            finished |= ended;
             if let Err(e) = out.flush() {
                 fail(&stats, &mut failed, &e);
             }
+        }
+        if wrote {
             stats.events(&out.take_counts());
         }
     });

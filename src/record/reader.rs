@@ -144,6 +144,8 @@ pub struct RecordingReader {
     frames: u64,
     next_seq: [u64; Source::ALL.len()],
     ended: bool,
+    /// The stream ended before the metadata frame was complete.
+    cut_short: bool,
     file_len: Option<u64>,
     file_read: Arc<AtomicU64>,
 }
@@ -206,12 +208,19 @@ impl RecordingReader {
             frames: 0,
             next_seq: [0; Source::ALL.len()],
             ended: false,
+            cut_short: false,
             file_len,
             file_read,
         };
-        let (frame_kind, payload) = match reader.read_frame(|_| true)? {
-            Some((k, Some(p))) => (k, p),
-            _ => return Err(RecordError::Truncated { offset: HEADER_LEN as u64 }),
+        let (frame_kind, payload) = match reader.read_frame(|_| true) {
+            Ok(Some((k, Some(p)))) => (k, p),
+            // Cut off before the metadata was written whole: a recording with nothing intact,
+            // which `next` reports as truncated at its first frame.
+            Ok(_) | Err(RecordError::Truncated { .. }) => {
+                reader.cut_short = true;
+                return Ok(reader);
+            }
+            Err(e) => return Err(e),
         };
         if frame_kind != kind::META {
             return Err(RecordError::Corrupt {
@@ -259,6 +268,11 @@ impl RecordingReader {
     /// The next watermark, or the next envelope for which `keep(endpoint, seq)` holds.
     /// Other envelopes are skipped without being copied (each replay worker keeps its share).
     pub fn next_where(&mut self, mut keep: impl FnMut(Endpoint, u64) -> bool) -> Result<Option<Item>, RecordError> {
+        if self.cut_short {
+            return Err(RecordError::Truncated {
+                offset: HEADER_LEN as u64,
+            });
+        }
         loop {
             if self.ended {
                 return Ok(None);

@@ -14,8 +14,7 @@ use super::support::{
 };
 use super::{ParseContext, invalid};
 use crate::model::{
-    AddressError, Envelope, Instrument, Location, PriceSource, PriceTick, Record,
-    TokenRef,
+    AddressError, Envelope, Instrument, Location, PriceSource, PriceTick, Record, TokenRef,
 };
 
 /// The chain Birdeye assumes when the `x-chain` header is absent.
@@ -71,7 +70,11 @@ pub fn parse_multi_price(env: &Envelope, ctx: &ParseContext<'_>, out: &mut Vec<R
             Ok(token) => price_tick(env, ctx, token, entry, &prefix, out),
             Err(err @ AddressError::Chain(_)) => {
                 // Every entry would fail alike: say it once.
-                out.push(invalid(env, format!("envelope context: {err}"), Location::Offset(0)));
+                out.push(invalid(
+                    env,
+                    format!("envelope context: {err}"),
+                    Location::Offset(0),
+                ));
                 return;
             }
             Err(err) => out.push(invalid(env, err.to_string(), Location::Path(prefix))),
@@ -96,7 +99,10 @@ pub fn parse_price(env: &Envelope, ctx: &ParseContext<'_>, out: &mut Vec<Record>
         Ok(token) => price_tick(env, ctx, token, data, "data", out),
         Err(reason) => out.push(invalid(
             env,
-            format!("envelope context {:?}: {reason}", crate::model::ids::truncate_for_error(&env.context)),
+            format!(
+                "envelope context {:?}: {reason}",
+                crate::model::ids::truncate_for_error(&env.context)
+            ),
             Location::Offset(0),
         )),
     }
@@ -122,7 +128,11 @@ fn open<'a>(env: &'a Envelope, out: &mut Vec<Record>) -> Option<&'a RawValue> {
         // `data: null` is an unknown token: no price, and no error.
         (Some(true), None) => None,
         (None, None) => {
-            out.push(invalid(env, "neither success nor data in response", Location::Offset(0)));
+            out.push(invalid(
+                env,
+                "neither success nor data in response",
+                Location::Offset(0),
+            ));
             None
         }
     }
@@ -256,12 +266,14 @@ pub fn parse_ws_message(
         unix_time: price.unix_time,
         change_24h: None,
     };
-    let ws_name = |field: &str| match field {
-        "value" => "c",
-        "updateUnixTime" => "unixTime",
-        other => other,
-    }
-    .to_owned();
+    let ws_name = |field: &str| {
+        match field {
+            "value" => "c",
+            "updateUnixTime" => "unixTime",
+            other => other,
+        }
+        .to_owned()
+    };
     fields
         .into_tick(token, ingest_ms, ctx)
         .map(Some)
@@ -392,7 +404,10 @@ mod tests {
     fn evm_chains_come_from_the_context() {
         let raw = r#"{"success":true,"data":{"0x940181a94A35A4569E4529A3CDfB74e38FD98631":{"value":0.97,"updateUnixTime":1795247990}}}"#;
         let out = run(Endpoint::BirdeyeMultiPrice, "base", raw);
-        assert_eq!(summary(&out), ["base:0x940181a94a35a4569e4529a3cdfb74e38fd98631 0.97 1795247990000"]);
+        assert_eq!(
+            summary(&out),
+            ["base:0x940181a94a35a4569e4529a3cdfb74e38fd98631 0.97 1795247990000"]
+        );
         let out = run(Endpoint::BirdeyeMultiPrice, "Not A Chain", raw);
         assert_eq!(out.len(), 1);
         assert!(summary(&out)[0].starts_with("invalid byte 0: envelope context"));
@@ -400,20 +415,40 @@ mod tests {
 
     #[test]
     fn error_bodies_become_one_invalid_record() {
-        let out = run(Endpoint::BirdeyeMultiPrice, "", r#"{"success":false,"message":"Too many requests"}"#);
-        assert_eq!(summary(&out), ["invalid message: birdeye error: Too many requests"]);
+        let out = run(
+            Endpoint::BirdeyeMultiPrice,
+            "",
+            r#"{"success":false,"message":"Too many requests"}"#,
+        );
+        assert_eq!(
+            summary(&out),
+            ["invalid message: birdeye error: Too many requests"]
+        );
         let out = run(Endpoint::BirdeyePrice, "solana/x", r#"{"success":false}"#);
-        assert_eq!(summary(&out), ["invalid message: birdeye error: (no message)"]);
+        assert_eq!(
+            summary(&out),
+            ["invalid message: birdeye error: (no message)"]
+        );
     }
 
     #[test]
     fn single_price_takes_its_address_from_the_context() {
         let raw = r#"{"data":{"value":142.37,"updateUnixTime":1795247993,"priceChange24h":-2.310412873301,"liquidity":1e10},"success":true}"#;
         let out = run(Endpoint::BirdeyePrice, &format!("/{SOL}"), raw);
-        assert_eq!(summary(&out), [format!("solana:{SOL} 142.37 1795247993000")]);
+        assert_eq!(
+            summary(&out),
+            [format!("solana:{SOL} 142.37 1795247993000")]
+        );
         let out = run(Endpoint::BirdeyePrice, SOL, raw);
         assert!(summary(&out)[0].contains("expected <chain>/<address>"));
-        assert!(run(Endpoint::BirdeyePrice, SOL, r#"{"success":true,"data":null}"#).is_empty());
+        assert!(
+            run(
+                Endpoint::BirdeyePrice,
+                SOL,
+                r#"{"success":true,"data":null}"#
+            )
+            .is_empty()
+        );
     }
 
     #[test]
@@ -423,15 +458,26 @@ mod tests {
             assets: &assets,
             max_future_skew_ms: 5_000,
         };
-        let text = format!(r#"{{"type":"PRICE_DATA","data":{{"o":1,"c":142.37118,"unixTime":1795247940,"address":"{SOL}"}}}}"#);
-        let tick = parse_ws_message(&text, "", 1_795_248_000_000, &ctx).unwrap().unwrap();
+        let text = format!(
+            r#"{{"type":"PRICE_DATA","data":{{"o":1,"c":142.37118,"unixTime":1795247940,"address":"{SOL}"}}}}"#
+        );
+        let tick = parse_ws_message(&text, "", 1_795_248_000_000, &ctx)
+            .unwrap()
+            .unwrap();
         assert_eq!(tick.price, Decimal::new(14237118, -5));
         assert_eq!(tick.publish_ms, 1_795_247_940_000);
-        assert_eq!(parse_ws_message(r#"{"type":"WELCOME"}"#, "", 0, &ctx), Ok(None));
-        let text = format!(r#"{{"type":"PRICE_DATA","data":{{"c":-1,"unixTime":1,"address":"{SOL}"}}}}"#);
+        assert_eq!(
+            parse_ws_message(r#"{"type":"WELCOME"}"#, "", 0, &ctx),
+            Ok(None)
+        );
+        let text =
+            format!(r#"{{"type":"PRICE_DATA","data":{{"c":-1,"unixTime":1,"address":"{SOL}"}}}}"#);
         let err = parse_ws_message(&text, "", 0, &ctx).unwrap_err();
         assert!(err.ends_with("at data.c"), "{err}");
-        let sub = parse_ws_subscribe(r#"{"type":"SUBSCRIBE_PRICE","data":{"queryType":"complex","query":"(a)"}}"#).unwrap();
+        let sub = parse_ws_subscribe(
+            r#"{"type":"SUBSCRIBE_PRICE","data":{"queryType":"complex","query":"(a)"}}"#,
+        )
+        .unwrap();
         assert_eq!(sub.data.query.as_deref(), Some("(a)"));
     }
 }

@@ -120,9 +120,10 @@ impl ChainRead {
             || self.expo.is_some()
             || self.publish_time.is_some();
         match self.error.as_deref() {
-            Some(_) if has_price_fields => {
-                Err(("a read has either an error or a price, not both".into(), "error"))
-            }
+            Some(_) if has_price_fields => Err((
+                "a read has either an error or a price, not both".into(),
+                "error",
+            )),
             Some(FEED_NOT_FOUND) => Ok(None),
             Some(other) => Err((format!("chain read failed: {other}"), "error")),
             None => {
@@ -219,7 +220,11 @@ pub fn parse(env: &Envelope, _ctx: &ParseContext<'_>, out: &mut Vec<Record>) {
                 block: round.block,
             })),
             Err((reason, field)) => {
-                out.push(invalid(env, reason, Location::Path(format!("{prefix}.{field}"))));
+                out.push(invalid(
+                    env,
+                    reason,
+                    Location::Path(format!("{prefix}.{field}")),
+                ));
             }
         }
     }
@@ -326,13 +331,21 @@ mod tests {
         };
         let round = ChainReadRound::new(
             None,
-            vec![ChainRead::found(feed(BTC), price), ChainRead::not_found(feed(ETH))],
+            vec![
+                ChainRead::found(feed(BTC), price),
+                ChainRead::not_found(feed(ETH)),
+            ],
         );
         let text = to_json(&round);
         assert_eq!(text, serde_json::to_string(&round).unwrap());
-        assert_eq!(serde_json::from_str::<ChainReadRound>(&text).unwrap(), round);
+        assert_eq!(
+            serde_json::from_str::<ChainReadRound>(&text).unwrap(),
+            round
+        );
         let out = run(&text);
-        assert!(matches!(&out[0], Record::Target(t) if t.price == Some(price) && t.block.is_none()));
+        assert!(
+            matches!(&out[0], Record::Target(t) if t.price == Some(price) && t.block.is_none())
+        );
         assert!(matches!(&out[1], Record::Target(t) if t.price.is_none()));
     }
 
@@ -353,13 +366,26 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(at, ["reads[0].error", "reads[1].id", "reads[2].price", "reads[3].price", "reads[4].error"]);
-        assert!(matches!(out.last(), Some(Record::Target(t)) if t.feed == feed(ETH) && t.price.is_some()));
+        assert_eq!(
+            at,
+            [
+                "reads[0].error",
+                "reads[1].id",
+                "reads[2].price",
+                "reads[3].price",
+                "reads[4].error"
+            ]
+        );
+        assert!(
+            matches!(out.last(), Some(Record::Target(t)) if t.feed == feed(ETH) && t.price.is_some())
+        );
     }
 
     #[test]
     fn other_versions_are_refused() {
         let out = run(r#"{"v":2,"reads":[]}"#);
-        assert!(matches!(&out[..], [Record::Invalid(i)] if i.reason == "unsupported chain read version 2"));
+        assert!(
+            matches!(&out[..], [Record::Invalid(i)] if i.reason == "unsupported chain read version 2")
+        );
     }
 }

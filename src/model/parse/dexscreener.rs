@@ -16,8 +16,8 @@ use super::support::{
 };
 use super::{ParseContext, invalid};
 use crate::model::{
-    AddressError, BoostEntry, BoostSnapshot, Decimal, Envelope, Instrument, Location,
-    PriceSource, PriceTick, Record, TokenRef,
+    AddressError, BoostEntry, BoostSnapshot, Decimal, Envelope, Instrument, Location, PriceSource,
+    PriceTick, Record, TokenRef,
 };
 
 /// One item of `/token-boosts/top/v1` or `/token-boosts/latest/v1`, as far as ranking needs it.
@@ -388,7 +388,9 @@ mod tests {
     }
 
     fn pair(base: &str, price: Option<&str>, extra: &str) -> String {
-        let price = price.map(|p| format!(r#""priceUsd":"{p}","#)).unwrap_or_default();
+        let price = price
+            .map(|p| format!(r#""priceUsd":"{p}","#))
+            .unwrap_or_default();
         format!(
             r#"{{"chainId":"solana","dexId":"x","pairAddress":"p","baseToken":{{"address":"{base}","name":"n","symbol":"s"}},
                "quoteToken":{{"address":"{SOL}","name":"n","symbol":"s"}},"priceNative":"1",{price}"txns":{{}}{extra}}}"#
@@ -411,7 +413,13 @@ mod tests {
         assert_eq!(snap.entries[1].total_amount, Decimal::new(3005, -1));
         let bad = invalid_at(&out);
         assert_eq!(bad[0].0, "[1].tokenAddress");
-        assert_eq!(bad[1], ("[3].tokenAddress".into(), "duplicate token in boost list".into()));
+        assert_eq!(
+            bad[1],
+            (
+                "[3].tokenAddress".into(),
+                "duplicate token in boost list".into()
+            )
+        );
     }
 
     #[test]
@@ -425,10 +433,18 @@ mod tests {
 
     #[test]
     fn boost_items_of_the_wrong_kind_are_reported() {
-        let raw = format!(r#"[["solana","{SOL}",5],{{"chainId":"solana","tokenAddress":"{SOL}","totalAmount":"5"}}]"#);
+        let raw = format!(
+            r#"[["solana","{SOL}",5],{{"chainId":"solana","tokenAddress":"{SOL}","totalAmount":"5"}}]"#
+        );
         let out = run(Endpoint::DexscreenerBoosts, &raw);
         let bad = invalid_at(&out);
-        assert_eq!(bad[0], ("[0]".into(), "expected a JSON object, found an array".into()));
+        assert_eq!(
+            bad[0],
+            (
+                "[0]".into(),
+                "expected a JSON object, found an array".into()
+            )
+        );
         assert_eq!(bad[1].0, "[1].totalAmount");
         assert!(boosts(&out).entries.is_empty());
     }
@@ -437,11 +453,23 @@ mod tests {
     fn most_liquid_pair_prices_the_token() {
         let raw = format!(
             "[{},{},{},{},{}]",
-            pair(BONK, Some("0.00001411"), r#","liquidity":{"usd":702331.18}"#),
-            pair(BONK, Some("0.00001412"), r#","liquidity":{"usd":3910442.27},"priceChange":{"h24":4.12}"#),
+            pair(
+                BONK,
+                Some("0.00001411"),
+                r#","liquidity":{"usd":702331.18}"#
+            ),
+            pair(
+                BONK,
+                Some("0.00001412"),
+                r#","liquidity":{"usd":3910442.27},"priceChange":{"h24":4.12}"#
+            ),
             pair(BONK, Some("0.00001413"), ""),
             pair(BONK, None, r#","liquidity":{"usd":9e12}"#),
-            pair(BONK, Some("0.00001499"), r#","liquidity":{"usd":3910442.270}"#),
+            pair(
+                BONK,
+                Some("0.00001499"),
+                r#","liquidity":{"usd":3910442.270}"#
+            ),
         );
         let out = run(Endpoint::DexscreenerTokens, &raw);
         let ticks = prices(&out);
@@ -471,13 +499,23 @@ mod tests {
             "volume":{"h24":1},"priceChange":{"h6":1.5},"boosts":{"active":3},
             "info":{"imageUrl":"i","websites":[{"label":"Website","url":"u"}],
                     "socials":[{"type":"twitter","url":"u"},{"platform":"telegram","handle":"h"}]}"#;
-        let raw = format!(r#"{{"schemaVersion":"1.0.0","pairs":[{}]}}"#, pair(SOL, Some("142.37"), extra));
+        let raw = format!(
+            r#"{{"schemaVersion":"1.0.0","pairs":[{}]}}"#,
+            pair(SOL, Some("142.37"), extra)
+        );
         let out = run(Endpoint::DexscreenerTokens, &raw);
         let ticks = prices(&out);
         assert_eq!(ticks.len(), 1, "{out:?}");
         assert_eq!(ticks[0].change_24h, None);
-        for empty in [r#"{"schemaVersion":"1.0.0","pairs":null,"pair":null}"#, r#"{"pairs":[]}"#, "[]"] {
-            assert!(run(Endpoint::DexscreenerTokens, empty).is_empty(), "{empty}");
+        for empty in [
+            r#"{"schemaVersion":"1.0.0","pairs":null,"pair":null}"#,
+            r#"{"pairs":[]}"#,
+            "[]",
+        ] {
+            assert!(
+                run(Endpoint::DexscreenerTokens, empty).is_empty(),
+                "{empty}"
+            );
         }
     }
 
@@ -494,7 +532,12 @@ mod tests {
         let bad: Vec<String> = invalid_at(&out).into_iter().map(|(at, _)| at).collect();
         assert_eq!(
             bad,
-            ["pairs[0].priceUsd", "pairs[1].priceUsd", "pairs[2].baseToken.address", "pairs[3].liquidity.usd"]
+            [
+                "pairs[0].priceUsd",
+                "pairs[1].priceUsd",
+                "pairs[2].baseToken.address",
+                "pairs[3].liquidity.usd"
+            ]
         );
         let raw = format!("[{},{}]", pair(SOL, Some("142"), ""), r#"{"chainId":5}"#);
         let out = run(Endpoint::DexscreenerTokens, &raw);
@@ -507,7 +550,10 @@ mod tests {
         let raw = format!(r#"{{"pairs":null,"pair":{}}}"#, pair(SOL, Some("142"), ""));
         assert_eq!(prices(&run(Endpoint::DexscreenerTokens, &raw)).len(), 1);
         let raw = format!(r#"{{"pairs":null,"pair":{}}}"#, pair(SOL, Some("-1"), ""));
-        assert_eq!(invalid_at(&run(Endpoint::DexscreenerTokens, &raw))[0].0, "pair.priceUsd");
+        assert_eq!(
+            invalid_at(&run(Endpoint::DexscreenerTokens, &raw))[0].0,
+            "pair.priceUsd"
+        );
     }
 
     #[test]
@@ -517,10 +563,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(profiles[0].cto, Some(true));
-        assert_eq!(profiles[0].links.as_ref().unwrap()[0].label.as_deref(), Some("Website"));
-        let orders = parse_orders(br#"[{"type":"tokenAd","status":"on-hold","paymentTimestamp":1}]"#).unwrap();
+        assert_eq!(
+            profiles[0].links.as_ref().unwrap()[0].label.as_deref(),
+            Some("Website")
+        );
+        let orders =
+            parse_orders(br#"[{"type":"tokenAd","status":"on-hold","paymentTimestamp":1}]"#)
+                .unwrap();
         assert_eq!(orders[0].kind, "tokenAd");
-        let err = parse_orders(br#"[{"type":"tokenAd","status":5,"paymentTimestamp":1}]"#).unwrap_err();
+        let err =
+            parse_orders(br#"[{"type":"tokenAd","status":5,"paymentTimestamp":1}]"#).unwrap_err();
         assert!(err.ends_with("at [0].status"), "{err}");
     }
 }

@@ -143,15 +143,16 @@ fn parse_update_slowly(env: &Envelope, ctx: &ParseContext<'_>, out: &mut Vec<Rec
             return;
         }
     };
-    let binary = update
-        .binary
-        .and_then(|raw| match decode_object::<BinaryWire<'_>>(raw.get().as_bytes()) {
-            Ok(binary) => Some(binary),
-            Err(err) => {
-                out.push(invalid(env, err.reason(), err.location("binary")));
-                None
-            }
-        });
+    let binary =
+        update.binary.and_then(
+            |raw| match decode_object::<BinaryWire<'_>>(raw.get().as_bytes()) {
+                Ok(binary) => Some(binary),
+                Err(err) => {
+                    out.push(invalid(env, err.reason(), err.location("binary")));
+                    None
+                }
+            },
+        );
     let feeds = update.parsed.unwrap_or_default();
     // A malformed `binary` is already reported; the prices do not depend on it.
     let blobs = if update.binary.is_some() && binary.is_none() {
@@ -162,7 +163,11 @@ fn parse_update_slowly(env: &Envelope, ctx: &ParseContext<'_>, out: &mut Vec<Rec
     for (i, raw) in feeds.iter().enumerate() {
         match decode_object::<FeedWire<'_>>(raw.get().as_bytes()) {
             Ok(feed) => emit(env, ctx, i, &feed, &blobs, out),
-            Err(err) => out.push(invalid(env, err.reason(), err.location(&format!("parsed[{i}]")))),
+            Err(err) => out.push(invalid(
+                env,
+                err.reason(),
+                err.location(&format!("parsed[{i}]")),
+            )),
         }
     }
 }
@@ -185,7 +190,11 @@ impl<'b> Blobs<'b> {
         out: &mut Vec<Record>,
     ) -> Self {
         let Some(binary) = binary else {
-            out.push(invalid(env, "missing binary update data", Location::Path("binary".into())));
+            out.push(invalid(
+                env,
+                "missing binary update data",
+                Location::Path("binary".into()),
+            ));
             return Blobs::Absent;
         };
         match &*binary.encoding {
@@ -194,7 +203,11 @@ impl<'b> Blobs<'b> {
             "base64" => return Blobs::Absent,
             other => {
                 let reason = format!("unsupported encoding {:?}", truncate_for_error(other));
-                out.push(invalid(env, reason, Location::Path("binary.encoding".into())));
+                out.push(invalid(
+                    env,
+                    reason,
+                    Location::Path("binary.encoding".into()),
+                ));
                 return Blobs::Absent;
             }
         }
@@ -221,7 +234,7 @@ impl<'b> Blobs<'b> {
 fn blob(env: &Envelope, data: &[Text<'_>], i: usize, out: &mut Vec<Record>) -> Option<Bytes> {
     let text: &str = data.get(i)?;
     let is_hex = !text.is_empty()
-        && text.len() % 2 == 0
+        && text.len().is_multiple_of(2)
         && text.bytes().all(|b| b.is_ascii_hexdigit());
     if !is_hex {
         let at = Location::Path(format!("binary.data[{i}]"));
@@ -258,7 +271,10 @@ fn feed_tick(
     ctx: &ParseContext<'_>,
     feed: &FeedWire<'_>,
 ) -> Result<PriceTick, (String, &'static str)> {
-    let id: FeedId = feed.id.parse().map_err(|e: crate::model::FeedIdError| (e.to_string(), "id"))?;
+    let id: FeedId = feed
+        .id
+        .parse()
+        .map_err(|e: crate::model::FeedIdError| (e.to_string(), "id"))?;
     let wire = &feed.price;
     let mantissa: i64 = wire
         .price
@@ -290,7 +306,10 @@ fn feed_tick(
 }
 
 fn not_integer(kind: &str, text: &str) -> String {
-    format!("not an {kind} integer string: {:?}", truncate_for_error(text))
+    format!(
+        "not an {kind} integer string: {:?}",
+        truncate_for_error(text)
+    )
 }
 
 #[cfg(test)]
@@ -338,7 +357,11 @@ mod tests {
     }
 
     fn run(raw: &str) -> Vec<Record> {
-        run_with(Endpoint::HermesStream, "", bytes::Bytes::from(raw.to_owned()))
+        run_with(
+            Endpoint::HermesStream,
+            "",
+            bytes::Bytes::from(raw.to_owned()),
+        )
     }
 
     fn summary(records: &[Record]) -> Vec<String> {
@@ -350,7 +373,9 @@ mod tests {
                     p.asset,
                     p.price,
                     p.publish_ms,
-                    p.update_data.as_ref().map_or("-".into(), |d| String::from_utf8_lossy(d).into_owned())
+                    p.update_data
+                        .as_ref()
+                        .map_or("-".into(), |d| String::from_utf8_lossy(d).into_owned())
                 ),
                 Record::Invalid(i) => format!("invalid {}: {}", i.at, i.reason),
                 Record::Notice(n) => format!("notice {}", n.text),
@@ -361,7 +386,13 @@ mod tests {
 
     #[test]
     fn one_shared_blob_serves_every_feed_without_copying() {
-        let raw = bytes::Bytes::from(update(&["504e4155"], &[feed(BTC, "9712345678901", 1795248000), feed(ETH, "341234567890", 1795248001)]));
+        let raw = bytes::Bytes::from(update(
+            &["504e4155"],
+            &[
+                feed(BTC, "9712345678901", 1795248000),
+                feed(ETH, "341234567890", 1795248001),
+            ],
+        ));
         let out = run_with(Endpoint::HermesLatest, "", raw.clone());
         assert_eq!(
             summary(&out),
@@ -370,10 +401,15 @@ mod tests {
                 format!("pyth:{ETH} 3412.34567890 1795248001000 504e4155"),
             ]
         );
-        let Record::Price(tick) = &out[0] else { panic!() };
+        let Record::Price(tick) = &out[0] else {
+            panic!()
+        };
         let data = tick.update_data.as_ref().unwrap();
         let start = raw.as_ptr().addr();
-        assert!((start..start + raw.len()).contains(&data.as_ptr().addr()), "update data was copied");
+        assert!(
+            (start..start + raw.len()).contains(&data.as_ptr().addr()),
+            "update data was copied"
+        );
         assert_eq!(tick.conf, 7);
         assert_eq!(tick.price, Decimal::new(9712345678901, -8));
     }
@@ -386,10 +422,17 @@ mod tests {
         let out = run(&update(&["aa", "bb", "cc"], &feeds));
         assert!(summary(&out).iter().all(|s| s.ends_with(" -")));
         let out = run(&update(&["aa", "zz"], &feeds));
-        assert_eq!(summary(&out)[1], "invalid binary.data[1]: update data is not hex");
+        assert_eq!(
+            summary(&out)[1],
+            "invalid binary.data[1]: update data is not hex"
+        );
         assert!(summary(&out)[2].ends_with(" -"));
         let base64 = update(&["UE5BVQ=="], &feeds).replace("\"hex\"", "\"base64\"");
-        assert!(summary(&run(&base64)).iter().all(|s| !s.starts_with("invalid") && s.ends_with(" -")));
+        assert!(
+            summary(&run(&base64))
+                .iter()
+                .all(|s| !s.starts_with("invalid") && s.ends_with(" -"))
+        );
         let escaped = update(&["\\u0061a"], &feeds[..1]);
         assert!(summary(&run(&escaped))[0].ends_with(" aa"));
     }
@@ -403,7 +446,11 @@ mod tests {
             feed(ETH, "12x", 1795248000),
             bad_type,
             feed(ETH, "-5", 1795248000),
-            feed("0xFF61491A931112DDF1BD8147CD1B641375F79F5825126D665480874634FD0ACE", "3", 1795248000),
+            feed(
+                "0xFF61491A931112DDF1BD8147CD1B641375F79F5825126D665480874634FD0ACE",
+                "3",
+                1795248000,
+            ),
             feed("ff", "4", 1795248000),
             feed(ETH, "5", 1795248016),
             feed(ETH, "99999999999999999999", 1795248000),
@@ -428,22 +475,46 @@ mod tests {
     fn unparsed_updates_and_missing_parts() {
         assert!(run(r#"{"binary":{"encoding":"hex","data":["00"]}}"#).is_empty());
         assert!(run(r#"{"binary":{"encoding":"hex","data":["00"]},"parsed":null}"#).is_empty());
-        assert_eq!(summary(&run("{}")), ["invalid binary: missing binary update data"]);
-        let out = run(&format!(r#"{{"binary":{{"encoding":"hex","data":"00"}},"parsed":[{}]}}"#, feed(BTC, "1", 1)));
-        assert_eq!(summary(&out)[0], "invalid binary.data: invalid type: string \"00\", expected a sequence");
+        assert_eq!(
+            summary(&run("{}")),
+            ["invalid binary: missing binary update data"]
+        );
+        let out = run(&format!(
+            r#"{{"binary":{{"encoding":"hex","data":"00"}},"parsed":[{}]}}"#,
+            feed(BTC, "1", 1)
+        ));
+        assert_eq!(
+            summary(&out)[0],
+            "invalid binary.data: invalid type: string \"00\", expected a sequence"
+        );
         assert!(summary(&out)[1].starts_with("BTC"));
-        let out = run(&format!(r#"{{"binary":{{"encoding":"gzip","data":["00"]}},"parsed":[{}]}}"#, feed(BTC, "1", 1)));
-        assert_eq!(summary(&out)[0], "invalid binary.encoding: unsupported encoding \"gzip\"");
+        let out = run(&format!(
+            r#"{{"binary":{{"encoding":"gzip","data":["00"]}},"parsed":[{}]}}"#,
+            feed(BTC, "1", 1)
+        ));
+        assert_eq!(
+            summary(&out)[0],
+            "invalid binary.encoding: unsupported encoding \"gzip\""
+        );
     }
 
     #[test]
     fn documents_that_are_not_updates() {
         let out = run(r#"{"parsed":{}}"#);
-        assert_eq!(summary(&out), ["invalid parsed: invalid type: map, expected a sequence"]);
+        assert_eq!(
+            summary(&out),
+            ["invalid parsed: invalid type: map, expected a sequence"]
+        );
         let out = run(r#"{"binary":"#);
-        assert!(matches!(&out[..], [Record::Invalid(i)] if i.at == Location::Offset(9)), "{out:?}");
+        assert!(
+            matches!(&out[..], [Record::Invalid(i)] if i.at == Location::Offset(9)),
+            "{out:?}"
+        );
         let out = run("[1,2]");
-        assert_eq!(summary(&out), ["invalid byte 0: expected a JSON object, found an array"]);
+        assert_eq!(
+            summary(&out),
+            ["invalid byte 0: expected a JSON object, found an array"]
+        );
     }
 
     #[test]
@@ -452,15 +523,27 @@ mod tests {
         let out = run_with(Endpoint::HermesStream, "error", raw.clone());
         assert_eq!(summary(&out), ["notice Connection timeout reached (24h)"]);
         let out = run_with(Endpoint::HermesStream, "ping", raw);
-        assert_eq!(summary(&out), ["invalid byte 0: unexpected SSE event type \"ping\""]);
+        assert_eq!(
+            summary(&out),
+            ["invalid byte 0: unexpected SSE event type \"ping\""]
+        );
     }
 
     #[test]
     fn text_404_bodies_become_their_reason() {
-        let text = "Price ids not found: 0000000000000000000000000000000000000000000000000000000000000001";
-        let out = run_with(Endpoint::HermesLatest, "", bytes::Bytes::from_static(text.as_bytes()));
+        let text =
+            "Price ids not found: 0000000000000000000000000000000000000000000000000000000000000001";
+        let out = run_with(
+            Endpoint::HermesLatest,
+            "",
+            bytes::Bytes::from_static(text.as_bytes()),
+        );
         assert_eq!(summary(&out), [format!("invalid byte 0: {text}")]);
-        let out = run_with(Endpoint::HermesLatest, "", bytes::Bytes::from_static(b"Price ids n"));
+        let out = run_with(
+            Endpoint::HermesLatest,
+            "",
+            bytes::Bytes::from_static(b"Price ids n"),
+        );
         assert!(summary(&out)[0].starts_with("invalid byte 0: not valid JSON"));
     }
 }

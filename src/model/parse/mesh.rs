@@ -188,7 +188,10 @@ fn msg_tick(
 ) -> Result<PriceTick, (String, &'static str)> {
     let instrument = instrument_of(&msg.asset).map_err(|e| (e, "asset"))?;
     if msg.mantissa <= 0 {
-        return Err((format!("price mantissa {} is not positive", msg.mantissa), "mantissa"));
+        return Err((
+            format!("price mantissa {} is not positive", msg.mantissa),
+            "mantissa",
+        ));
     }
     if !EXPO_RANGE.contains(&msg.expo) {
         return Err((format!("exponent {} out of range", msg.expo), "expo"));
@@ -295,7 +298,10 @@ mod tests {
     fn wire_round_trips() {
         let sig = "ab".repeat(64);
         let wire = to_wire(&message(), &sig);
-        assert_eq!(message().to_json(), serde_json::to_string(&message()).unwrap());
+        assert_eq!(
+            message().to_json(),
+            serde_json::to_string(&message()).unwrap()
+        );
         let parts = split_wire(wire.as_bytes()).unwrap();
         assert_eq!(parts.msg.get(), message().to_json());
         assert_eq!(parts.sig, sig);
@@ -317,12 +323,16 @@ mod tests {
         msg.change_24h = None;
         msg.chain = None;
         let out = run(&to_wire(&msg, &"0".repeat(128)));
-        assert!(matches!(&out[0], Record::Price(p) if matches!(p.instrument, Instrument::Token(_))));
+        assert!(
+            matches!(&out[0], Record::Price(p) if matches!(p.instrument, Instrument::Token(_)))
+        );
         msg.asset = "solana:nope".into();
         assert_eq!(rejection(&to_wire(&msg, &"0".repeat(128))).0, "msg.asset");
         msg.asset = "BTC:USD".into();
         let out = run(&to_wire(&msg, &"0".repeat(128)));
-        assert!(matches!(&out[0], Record::Price(p) if p.instrument == Instrument::Symbol("BTC:USD".into())));
+        assert!(
+            matches!(&out[0], Record::Price(p) if p.instrument == Instrument::Symbol("BTC:USD".into()))
+        );
         for bad in ["", "has space", &"X".repeat(65)] {
             msg.asset = bad.into();
             assert_eq!(rejection(&to_wire(&msg, &"0".repeat(128))).0, "msg.asset");
@@ -332,11 +342,18 @@ mod tests {
     #[test]
     fn every_rule_has_its_path() {
         let sig = "0".repeat(128);
-        let cases: Vec<(Box<dyn Fn(&mut MeshPriceMessage)>, &str)> = vec![
+        type Breakage = Box<dyn Fn(&mut MeshPriceMessage)>;
+        let cases: Vec<(Breakage, &str)> = vec![
             (Box::new(|m| m.mantissa = 0), "msg.mantissa"),
             (Box::new(|m| m.expo = 31), "msg.expo"),
-            (Box::new(|m| m.publish_ms = 1_795_248_015_001), "msg.publish_ms"),
-            (Box::new(|m| m.change_24h = Some("1,5".into())), "msg.change_24h"),
+            (
+                Box::new(|m| m.publish_ms = 1_795_248_015_001),
+                "msg.publish_ms",
+            ),
+            (
+                Box::new(|m| m.change_24h = Some("1,5".into())),
+                "msg.change_24h",
+            ),
             (Box::new(|m| m.origin = "ab".into()), "msg.origin"),
         ];
         for (break_it, path) in cases {
@@ -346,7 +363,10 @@ mod tests {
         }
         assert_eq!(rejection(&to_wire(&message(), "abc")).0, "sig");
         let no_sig = format!(r#"{{"msg":{}}}"#, message().to_json());
-        assert_eq!(rejection(&no_sig), ("sig".into(), "missing signature".into()));
+        assert_eq!(
+            rejection(&no_sig),
+            ("sig".into(), "missing signature".into())
+        );
         let neg_seq = to_wire(&message(), &sig).replace("\"seq\":42", "\"seq\":-1");
         assert_eq!(rejection(&neg_seq).0, "msg.seq");
     }

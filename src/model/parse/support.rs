@@ -73,15 +73,18 @@ pub(super) struct DecodeError {
 impl DecodeError {
     fn from_json(err: &serde_json::Error, path: String, json: &[u8]) -> Self {
         let mut message = err.to_string();
-        if err.line() != 0 {
-            if let Some(cut) = message.rfind(" at line ") {
-                message.truncate(cut);
-            }
+        if err.line() != 0
+            && let Some(cut) = message.rfind(" at line ")
+        {
+            message.truncate(cut);
         }
         DecodeError {
             path,
             message,
-            syntax: matches!(err.classify(), Category::Syntax | Category::Eof | Category::Io),
+            syntax: matches!(
+                err.classify(),
+                Category::Syntax | Category::Eof | Category::Io
+            ),
             offset: error_offset(json, err),
         }
     }
@@ -125,7 +128,8 @@ pub(super) fn decode<'de, T: Deserialize<'de>>(json: &'de [u8]) -> Result<T, Dec
         let path = if path == "." { String::new() } else { path };
         DecodeError::from_json(err.inner(), path, json)
     })?;
-    de.end().map_err(|err| DecodeError::from_json(&err, String::new(), json))?;
+    de.end()
+        .map_err(|err| DecodeError::from_json(&err, String::new(), json))?;
     Ok(value)
 }
 
@@ -145,7 +149,9 @@ pub(super) fn decode_object<'de, T: Deserialize<'de>>(json: &'de [u8]) -> Result
     };
     // Broken JSON is reported as such before its shape is.
     decode::<de::IgnoredAny>(json)?;
-    Err(DecodeError::shape(format!("expected a JSON object, found {found}")))
+    Err(DecodeError::shape(format!(
+        "expected a JSON object, found {found}"
+    )))
 }
 
 /// The first byte that is not JSON whitespace.
@@ -178,7 +184,10 @@ fn number_text(raw: &RawValue) -> Result<&str, String> {
     let text = raw.get().trim();
     match text.as_bytes().first() {
         Some(b'-' | b'0'..=b'9') => Ok(text),
-        _ => Err(format!("expected a number, found {}", truncate_for_error(text))),
+        _ => Err(format!(
+            "expected a number, found {}",
+            truncate_for_error(text)
+        )),
     }
 }
 
@@ -281,7 +290,11 @@ mod tests {
         }
         let err = decode::<Outer>(br#"{"items":[{"x":1},{"x":"no"}]}"#).unwrap_err();
         assert_eq!(err.location(""), Location::Path("items[1].x".into()));
-        assert!(err.reason().starts_with("invalid type: string"), "{}", err.reason());
+        assert!(
+            err.reason().starts_with("invalid type: string"),
+            "{}",
+            err.reason()
+        );
         let err = decode::<Outer>(br#"{"items":[{"x":1}"#).unwrap_err();
         assert_eq!(err.location(""), Location::Offset(16));
         assert!(err.reason().starts_with("not valid JSON"));
@@ -304,16 +317,30 @@ mod tests {
         let err = decode_object::<Pair>(b"\"s\"").unwrap_err();
         assert_eq!(err.reason(), "expected a JSON object, found a string");
         let err = decode_object::<Pair>(b"[1,").unwrap_err();
-        assert!(err.reason().starts_with("not valid JSON"), "{}", err.reason());
+        assert!(
+            err.reason().starts_with("not valid JSON"),
+            "{}",
+            err.reason()
+        );
     }
 
     #[test]
     fn numbers_come_from_their_literal_text() {
         let raw: Box<RawValue> = serde_json::from_str("142.37118820455194").unwrap();
-        assert_eq!(float_decimal(&raw).unwrap(), Decimal::new(142371188204552, -12));
-        assert_eq!(literal_decimal(&raw).unwrap(), Decimal::new(14237118820455194, -14));
+        assert_eq!(
+            float_decimal(&raw).unwrap(),
+            Decimal::new(142371188204552, -12)
+        );
+        assert_eq!(
+            literal_decimal(&raw).unwrap(),
+            Decimal::new(14237118820455194, -14)
+        );
         let raw: Box<RawValue> = serde_json::from_str("\"1.5\"").unwrap();
-        assert!(float_decimal(&raw).unwrap_err().contains("expected a number"));
+        assert!(
+            float_decimal(&raw)
+                .unwrap_err()
+                .contains("expected a number")
+        );
         let raw: Box<RawValue> = serde_json::from_str("1e999999").unwrap();
         assert!(float_decimal(&raw).is_err());
     }
@@ -331,6 +358,9 @@ mod tests {
         let mut out = String::new();
         push_json_str(&mut out, "a\"b\\c\n\u{1}é");
         assert_eq!(out, r#""a\"b\\c\n\u0001é""#);
-        assert_eq!(serde_json::from_str::<String>(&out).unwrap(), "a\"b\\c\n\u{1}é");
+        assert_eq!(
+            serde_json::from_str::<String>(&out).unwrap(),
+            "a\"b\\c\n\u{1}é"
+        );
     }
 }
