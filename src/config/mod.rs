@@ -11,6 +11,7 @@
 //! assert_eq!(config.dataflow.tick_ms, 10);
 //! ```
 
+mod computations;
 mod pipeline;
 mod secret;
 
@@ -20,6 +21,9 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+pub use computations::{
+    DebounceConfig, EarlyUpdate, FeedConfig, FusionConfig, Percent, RiskConfig, TrendingConfig, UnlistedFeeds,
+};
 pub use pipeline::{Computation, Pipeline, SinkKind};
 pub use secret::{Secret, REDACTED};
 
@@ -34,6 +38,10 @@ pub const SEED_ENV: &[(&str, &str)] = &[
     ("BIRDEYE_API_KEY", "birdeye.api_key"),
     ("HERMES_API_KEY", "hermes.api_key"),
     ("PRIVATE_KEY", "chain.private_key"),
+    ("MIN_PRICE_CHANGE_PERCENT", "debounce.min_price_change_percent"),
+    ("FORCE_UPDATE_INTERVAL_MS", "debounce.force_update_interval_ms"),
+    ("MAX_STALENESS", "debounce.max_staleness_secs"),
+    ("DEBOUNCE_MS", "debounce.debounce_ms"),
 ];
 
 /// The whole configuration.
@@ -48,6 +56,14 @@ pub struct Config {
     pub store: StoreConfig,
     /// Replay pacing.
     pub replay: ReplayConfig,
+    /// Trending: boost-rank velocity.
+    pub trending: TrendingConfig,
+    /// Fusion: prices by asset and discrepancies.
+    pub fusion: FusionConfig,
+    /// Debounce: price deltas into push batches.
+    pub debounce: DebounceConfig,
+    /// Risk: the paper portfolio and drawdown tiers.
+    pub risk: RiskConfig,
     /// Assets and the identifiers that price them.
     #[serde(default)]
     pub assets: Vec<AssetConfig>,
@@ -193,6 +209,12 @@ impl Config {
         }
         self.asset_map()
             .map_err(|(index, problem)| invalid(&format!("assets[{index}]"), problem))?;
+        self.trending.validate().map_err(|(key, problem)| invalid(&format!("trending.{key}"), problem))?;
+        self.fusion.validate().map_err(|(key, problem)| invalid(&format!("fusion.{key}"), problem))?;
+        self.debounce
+            .validate(self.dataflow.tick_ms)
+            .map_err(|(key, problem)| invalid(&format!("debounce.{key}"), problem))?;
+        self.risk.validate().map_err(|(key, problem)| invalid(&format!("risk.{key}"), problem))?;
         Ok(())
     }
 

@@ -3,19 +3,29 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use timely::dataflow::operators::generic::operator::empty;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Concat, Probe};
 use timely::dataflow::{ProbeHandle, StreamVec};
 
+use super::debounce::{debounce, DebounceTiming, FeedTarget, FeedTick};
+use super::fusion::{fusion, FusionOut, Interest};
 use super::journal::journal_sink;
 use super::parse::{parse, ParseSettings};
+use super::risk::{risk, Move, RiskOut};
 use super::state::{coalesce, store_sink};
 use super::stats::RunStats;
-use crate::config::{Config, Pipeline, SinkKind};
+use super::trending::{events, records, token_of, trending};
+use crate::config::{Computation, Config, Pipeline, SinkKind};
 use crate::model::journal::{InputEvent, JournalLine, SnapshotView, TargetView};
-use crate::model::Envelope;
+use crate::model::{Envelope, Instrument, PriceSource, PriceTick};
+use crate::ops::debounce::{FeedRules, Quote};
+use crate::ops::fusion::FusionParams;
+use crate::ops::risk::{Portfolio, RiskParams};
+use crate::ops::trending::{TrendingEvent, TrendingParams};
 use crate::sinks::journal::JournalWriter;
 use crate::sinks::store::StoreSender;
+use crate::store::StateWrite;
 
 /// Settings every worker builds its graph from.
 #[derive(Clone, Debug)]
@@ -30,6 +40,18 @@ pub struct Wiring {
     pub flush_journal: bool,
     /// How often coalesced state is written.
     pub store_flush: Duration,
+    /// The dataflow tick (ms).
+    pub tick_ms: u64,
+    /// Trending settings.
+    pub trending: Arc<TrendingParams>,
+    /// Fusion settings.
+    pub fusion: Arc<FusionParams>,
+    /// Debounce thresholds per feed.
+    pub feed_rules: Arc<FeedRules>,
+    /// Debounce timing.
+    pub debounce: DebounceTiming,
+    /// The portfolio a run starts from.
+    pub portfolio: Portfolio,
 }
 
 impl Wiring {
@@ -38,6 +60,7 @@ impl Wiring {
         let assets = config
             .asset_map()
             .map_err(|(index, problem)| format!("assets[{index}]: {problem}"))?;
+        let risk = RiskParams::from_config(&config.risk).map_err(|e| format!("risk: {e}"))?;
         Ok(Wiring {
             parse: Arc::new(ParseSettings {
                 assets,
@@ -47,6 +70,17 @@ impl Wiring {
             journal_inputs: config.journal.inputs,
             flush_journal: false,
             store_flush: Duration::from_millis(config.store.flush_interval_ms),
+            tick_ms: config.dataflow.tick_ms,
+            trending: Arc::new(TrendingParams::from(&config.trending)),
+            fusion: Arc::new(FusionParams::from(&config.fusion)),
+            feed_rules: Arc::new(FeedRules::from_config(&config.debounce)),
+            debounce: DebounceTiming {
+                debounce_ms: config.debounce.debounce_ms,
+                receipt_timeout_ms: config.debounce.receipt_timeout_ms,
+                max_staleness_ms: config.debounce.max_staleness_secs.saturating_mul(1000),
+                tick_ms: config.dataflow.tick_ms,
+            },
+            portfolio: Portfolio::new(risk),
         })
     }
 }
@@ -74,11 +108,15 @@ pub fn build<'scope>(
     done: &ProbeHandle<u64>,
 ) {
     let parsed = parse(envelopes, Arc::clone(&wiring.parse), spread, Arc::clone(&stats));
+    let scope = parsed.prices.scope();
+    let runs = |c: Computation| wiring.pipeline.runs(c);
 
     let mut lines: StreamVec<'scope, u64, JournalLine> = parsed
         .invalid
         .clone()
         .map(|x| JournalLine::of(&InputEvent::InvalidInput(&x)));
+    let mut state: StreamVec<'scope, u64, StateWrite> = empty(scope);
+
     if wiring.journal_inputs {
         let prices = parsed.prices.clone().map(|x| JournalLine::of(&InputEvent::price(&x)));
         let boosts = parsed
@@ -91,13 +129,106 @@ pub fn build<'scope>(
             .map(|x| JournalLine::of(&InputEvent::ChainTarget(TargetView::of(&x))));
         lines = lines.concat(prices).concat(boosts).concat(targets);
     }
+    state = state.concat(coalesce(parsed.prices.clone(), wiring.store_flush));
 
-    if wiring.pipeline.writes(SinkKind::Store) {
-        store_sink(coalesce(parsed.prices, wiring.store_flush), sinks.store);
+    // Trending: boost ranks into entries, exits, moves and momentum.
+    let trend_events: StreamVec<'scope, u64, TrendingEvent> = if runs(Computation::Trending) {
+        let out = trending(parsed.boosts.clone(), Arc::clone(&wiring.trending));
+        state = state.concat(coalesce(records(out.clone()), wiring.store_flush));
+        events(out)
+    } else {
+        empty(scope)
+    };
+    lines = lines.concat(trend_events.clone().map(|e| JournalLine::of(&e)));
+
+    // Fusion: prices by asset; marks for the tokens the portfolio may hold.
+    let assets = Arc::clone(&wiring.parse);
+    let interest = trend_events.clone().flat_map(move |e| {
+        let on = match &e {
+            TrendingEvent::Entry { .. } => true,
+            TrendingEvent::Exit { .. } => false,
+            _ => return None,
+        };
+        let asset = assets.assets.resolve(&Instrument::Token(token_of(&e)));
+        Some(Interest { asset, on })
+    });
+    let marks: StreamVec<'scope, u64, (crate::model::Asset, crate::model::Decimal)> = if runs(Computation::Fusion) {
+        let out = fusion(parsed.prices.clone(), interest, Arc::clone(&wiring.fusion), wiring.tick_ms);
+        lines = lines.concat(out.clone().flat_map(|o| match o {
+            FusionOut::Discrepancy(d) => Some(JournalLine::of(&d)),
+            FusionOut::Mark(..) => None,
+        }));
+        out.flat_map(|o| match o {
+            FusionOut::Mark(asset, price) => Some((asset, price)),
+            FusionOut::Discrepancy(_) => None,
+        })
+    } else {
+        empty(scope)
+    };
+
+    // Risk: the paper portfolio, marked by fused prices, trading trending entries and exits.
+    if runs(Computation::Risk) {
+        let assets = Arc::clone(&wiring.parse);
+        let moves = trend_events.flat_map(move |e| {
+            let entry = match &e {
+                TrendingEvent::Entry { .. } => true,
+                TrendingEvent::Exit { .. } => false,
+                _ => return None,
+            };
+            let asset = assets.assets.resolve(&Instrument::Token(token_of(&e)));
+            Some(Move { asset, entry })
+        });
+        let out = risk(marks, moves, wiring.portfolio.clone());
+        lines = lines.concat(out.clone().flat_map(|o| match o {
+            RiskOut::Event(e) => Some(JournalLine::of(&e)),
+            RiskOut::Record(_) => None,
+        }));
+        let portfolio = out.flat_map(|o| match o {
+            RiskOut::Record(r) => Some(r),
+            RiskOut::Event(_) => None,
+        });
+        state = state.concat(coalesce(portfolio, wiring.store_flush));
     }
 
+    // Debounce: Hermes prices of pushed feeds and chain reads into push batches.
+    if runs(Computation::Debounce) {
+        let rules = Arc::clone(&wiring.feed_rules);
+        let ticks = parsed.prices.flat_map(move |tick| feed_tick(&tick, &rules));
+        let rules = Arc::clone(&wiring.feed_rules);
+        let reads = parsed.targets.flat_map(move |target| {
+            rules.get(&target.feed)?;
+            Some(FeedTarget {
+                feed: target.feed,
+                price: target.price.map(Quote::from),
+            })
+        });
+        let batches = debounce(ticks, reads, Arc::clone(&wiring.feed_rules), wiring.debounce);
+        lines = lines.concat(batches.map(|b| JournalLine::of(&b)));
+    }
+
+    if wiring.pipeline.writes(SinkKind::Store) {
+        store_sink(state, sinks.store);
+    }
     let lines = lines.probe_with(done);
     if wiring.pipeline.writes(SinkKind::Journal) {
         journal_sink(lines, sinks.journal, wiring.flush_journal, stats);
     }
+}
+
+/// A Hermes price of a feed the keeper pushes, as the debounce takes it.
+fn feed_tick(tick: &PriceTick, rules: &FeedRules) -> Option<FeedTick> {
+    let (PriceSource::Hermes, Instrument::Feed(feed)) = (&tick.source, &tick.instrument) else {
+        return None;
+    };
+    rules.get(feed)?;
+    Some(FeedTick {
+        feed: *feed,
+        quote: Quote {
+            price: tick.price.mantissa,
+            conf: tick.conf,
+            expo: tick.price.expo,
+            publish_time: tick.publish_ms.div_euclid(1000),
+        },
+        update_data: tick.update_data.clone(),
+    })
 }

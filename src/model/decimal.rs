@@ -197,6 +197,24 @@ impl Decimal {
     }
 }
 
+/// Serde helpers writing a [`Decimal`] as its plain decimal string (`"0.00001585"`), the form
+/// journals and stored records use: exact, and readable.
+pub mod as_string {
+    use super::Decimal;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes the decimal as a string.
+    pub fn serialize<S: Serializer>(d: &Decimal, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(d)
+    }
+
+    /// Reads a decimal string.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Decimal::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// `10^n` as i128, if it fits.
 pub fn pow10(n: u32) -> Option<i128> {
     10i128.checked_pow(n)

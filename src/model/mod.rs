@@ -4,7 +4,7 @@
 //! envelope to records, so a replay exercises exactly the code a live run does.
 
 mod assets;
-mod decimal;
+pub mod decimal;
 mod envelope;
 mod ids;
 pub mod journal;

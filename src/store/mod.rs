@@ -5,6 +5,8 @@
 //! Keeping all access behind [`Store`] means the engine can change without touching callers.
 
 mod records;
+pub mod risk;
+pub mod trending;
 
 use std::path::{Path, PathBuf};
 
