@@ -13,13 +13,25 @@ use sluice::ops::trending::{
 /// Where snapshot times start: a realistic epoch in ms.
 const T0_MS: u64 = 1_795_248_000_000;
 
-/// One poll as generated: the gap since the previous one, and either a repeat of the previous
-/// list or a new list of pool indices with rank gaps.
+/// How a poll's list relates to the previous one.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    /// The same list again.
+    Repeat,
+    /// The previous tokens with a few of them moved, and ranks re-spaced: long stints that drift.
+    Perturb,
+    /// A new list from the pool.
+    Fresh,
+}
+
+/// One poll as generated: the gap since the previous one, what kind of list, pool indices,
+/// moves (from, to) for a perturbed list, and the rank gaps.
 #[derive(Clone, Debug)]
 struct Step {
     gap_s: u64,
-    repeat: bool,
+    kind: Kind,
     picks: Vec<usize>,
+    moves: Vec<(usize, usize)>,
     rank_gaps: Vec<u32>,
 }
 
@@ -50,18 +62,20 @@ fn pool() -> impl Strategy<Value = Vec<TokenRef>> {
 fn step() -> impl Strategy<Value = Step> {
     (
         1u64..=120,
-        prop::bool::weighted(0.2),
+        prop_oneof![1 => Just(Kind::Repeat), 2 => Just(Kind::Perturb), 2 => Just(Kind::Fresh)],
         prop::collection::vec(0usize..15, 0..=12),
+        prop::collection::vec((0usize..12, 0usize..12), 0..=3),
         // Mostly consecutive ranks, some small gaps, a few large ones.
         prop::collection::vec(
             prop_oneof![6 => Just(0u32), 2 => 1u32..=3, 1 => 4u32..=15],
             12,
         ),
     )
-        .prop_map(|(gap_s, repeat, picks, rank_gaps)| Step {
+        .prop_map(|(gap_s, kind, picks, moves, rank_gaps)| Step {
             gap_s,
-            repeat,
+            kind,
             picks,
+            moves,
             rank_gaps,
         })
 }
@@ -69,14 +83,21 @@ fn step() -> impl Strategy<Value = Step> {
 fn params() -> impl Strategy<Value = TrendingParams> {
     (
         prop_oneof![1u32..=5, 5u32..=20, 20u32..=80],
-        10u64..=400,
-        1i64..=200,
-        prop_oneof![Just(-1i32), Just(-4)],
+        // Round windows and whole thresholds make velocities land exactly on the threshold,
+        // where `≥` and `>` differ.
+        prop_oneof![prop::sample::select(vec![30u64, 60, 120, 300]), 10u64..=400],
+        prop_oneof![(1i64..=20).prop_map(|r| r * 10), 1i64..=200],
+        prop_oneof![3 => Just(-1i32), 1 => Just(-4)],
         1usize..=8,
     )
         .prop_flat_map(|(min_rank, window_s, threshold, expo, max_history)| {
             // The re-arm level is at most the threshold, sometimes negative.
-            (0..=threshold + 30).prop_map(move |below| TrendingParams {
+            // Whole steps below make the re-arm level exact too, where `<` and `≤` differ.
+            let below = prop_oneof![
+                (0..=threshold / 10 + 3).prop_map(|k| k * 10),
+                0..=threshold + 30
+            ];
+            below.prop_map(move |below| TrendingParams {
                 min_trending_rank: min_rank,
                 velocity_window_ms: window_s * 1_000,
                 high_momentum: Decimal::new(threshold, expo),
@@ -93,27 +114,44 @@ fn case() -> impl Strategy<Value = Case> {
         for step in steps {
             t_ms += step.gap_s * 1_000;
             let previous = snapshots.last().map(|(_, s)| s.clone());
-            let snapshot = match previous {
-                Some(previous) if step.repeat => previous,
-                _ => {
-                    let mut rank = 0;
-                    let entries = step
-                        .picks
-                        .iter()
-                        .zip(&step.rank_gaps)
-                        .filter_map(|(pick, gap)| {
-                            rank += 1 + gap;
-                            // Picks may repeat a token: a list can name one twice.
-                            pool.get(pick % pool.len().max(1)).map(|token| BoostEntry {
-                                token: token.clone(),
-                                rank,
-                                total_amount: Decimal::new(i64::from(rank) * 10, 0),
-                            })
-                        })
-                        .collect();
-                    BoostSnapshot { entries }
+            let order: Vec<TokenRef> = match (step.kind, previous) {
+                (Kind::Repeat, Some(previous)) => {
+                    snapshots.push((t_ms, previous));
+                    continue;
                 }
+                (Kind::Perturb, Some(previous)) => {
+                    let mut order: Vec<TokenRef> =
+                        previous.entries.into_iter().map(|e| e.token).collect();
+                    for (from, to) in &step.moves {
+                        if order.is_empty() {
+                            break;
+                        }
+                        let token = order.remove(from % order.len());
+                        order.insert(to % (order.len() + 1), token);
+                    }
+                    order
+                }
+                // Picks may repeat a token: a list can name one twice.
+                _ => step
+                    .picks
+                    .iter()
+                    .filter_map(|pick| pool.get(pick % pool.len().max(1)).cloned())
+                    .collect(),
             };
+            let mut rank = 0;
+            let entries = order
+                .into_iter()
+                .zip(&step.rank_gaps)
+                .map(|(token, gap)| {
+                    rank += 1 + gap;
+                    BoostEntry {
+                        token,
+                        rank,
+                        total_amount: Decimal::new(i64::from(rank) * 10, 0),
+                    }
+                })
+                .collect();
+            let snapshot = BoostSnapshot { entries };
             snapshots.push((t_ms, snapshot));
         }
         Case { params, snapshots }
@@ -226,6 +264,9 @@ fn naive_velocity(stint: &[(u64, u32)], t_ms: u64, current: u32, window_ms: u64)
     let milli = (i128::from(baseline) - i128::from(current)) * 60_000_000 / i128::from(window_ms);
     Decimal::new(i64::try_from(milli).expect("bounded"), -3)
 }
+
+/// The naive model's rank and velocity of every token it has seen, at one check.
+type NaiveView = BTreeMap<TokenRef, (Option<u32>, Decimal)>;
 
 /// What the naive recomputation produced.
 struct Naive {
@@ -357,7 +398,7 @@ proptest! {
         let p = case.params;
         // The naive model's velocities and ranks at each check, in the same order as the
         // incremental path's checks.
-        let mut expected_states: Vec<(u64, BTreeMap<TokenRef, (Option<u32>, Decimal)>)> = Vec::new();
+        let mut expected_states: Vec<(u64, NaiveView)> = Vec::new();
         let naive = naive(&case, |t, tokens| {
             let view = tokens
                 .iter()

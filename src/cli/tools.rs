@@ -36,16 +36,16 @@ pub struct SynthArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Minutes of market to generate.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = sluice::synth::SynthOptions::default().minutes)]
     pub minutes: u32,
     /// Pyth feeds in each Hermes event.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = sluice::synth::SynthOptions::default().feeds)]
     pub feeds: u32,
     /// Tokens in the DEX Screener pool.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = sluice::synth::SynthOptions::default().tokens)]
     pub tokens: u32,
     /// Random seed: the same seed writes the same bytes.
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, default_value_t = sluice::synth::SynthOptions::default().seed)]
     pub seed: u64,
     /// Body compression.
     #[arg(long, value_enum, default_value_t = CodecArg::Zstd)]
@@ -56,9 +56,24 @@ pub struct SynthArgs {
 }
 
 pub fn synth(args: SynthArgs) -> anyhow::Result<ExitCode> {
-    // Wired to sluice::synth once the generator lands.
-    let _ = (&args.out, args.minutes, args.feeds, args.tokens, args.seed, args.codec, args.no_faults);
-    anyhow::bail!("synth is not available yet")
+    let options = sluice::synth::SynthOptions {
+        minutes: args.minutes,
+        feeds: args.feeds,
+        tokens: args.tokens,
+        seed: args.seed,
+        faults: !args.no_faults,
+        ..sluice::synth::SynthOptions::default()
+    };
+    let summary = sluice::synth::write_recording(&args.out, args.codec.into(), &options)?;
+    println!(
+        "wrote {}: {} envelopes, {} price updates ({} from Hermes), {} malformed on purpose",
+        args.out.display(),
+        summary.envelopes,
+        summary.price_updates,
+        summary.hermes_updates,
+        summary.malformed
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Arguments of `sluice dump`.

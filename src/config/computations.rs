@@ -121,6 +121,8 @@ pub struct FusionConfig {
     pub discrepancy_threshold_percent: Percent,
     /// ...and ends only when they are back within this.
     pub discrepancy_clear_percent: Percent,
+    /// Only prices published at most this far apart are compared (s).
+    pub discrepancy_max_skew_secs: u64,
     /// A price older than this (by publish time, per source family) is not fresh.
     pub staleness_secs: BTreeMap<String, u64>,
 }

@@ -20,7 +20,7 @@ use crate::model::{Envelope, Source};
 use crate::record::{RecordError, RecordingReader};
 use crate::sinks::journal::JournalWriter;
 use crate::sinks::store::{StoreSink, StoreSinkReport};
-use crate::store::{OpenReport, Store};
+use crate::store::{OpenReport, Store, Tree};
 
 /// How many timely workers, in how many processes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -212,6 +212,13 @@ pub fn replay(config: &Config, wiring: Wiring, options: ReplayOptions) -> Result
             let (store, report) = open_store(&options.out_dir)?;
             if let OpenReport::Rebuilt { reason } = &report {
                 tracing::warn!(reason = %reason, "state store was corrupt and has been rebuilt");
+            }
+            // A replay starts from nothing: state left by an earlier run would otherwise still
+            // claim that tokens are trending, or show another run's portfolio.
+            for tree in [Tree::Trending, Tree::Risk] {
+                store
+                    .clear(tree)
+                    .map_err(|e| RunError::Setup(format!("clearing the {} tree: {e}", tree.name())))?;
             }
             store_open = Some(report);
             let (thread, sender) = StoreSink::start(store, wiring.store_flush)

@@ -44,6 +44,8 @@ pub struct FusionParams {
     pub clear: Decimal,
     /// Staleness per family (ms).
     pub staleness_ms: BTreeMap<String, i64>,
+    /// Two prices are compared only if their publish times are this close (ms).
+    pub max_skew_ms: i64,
 }
 
 impl From<&FusionConfig> for FusionParams {
@@ -57,6 +59,7 @@ impl From<&FusionConfig> for FusionParams {
                 .iter()
                 .map(|(family, secs)| (family.clone(), *secs as i64 * 1000))
                 .collect(),
+            max_skew_ms: config.discrepancy_max_skew_secs as i64 * 1000,
         }
     }
 }
@@ -72,6 +75,7 @@ impl FusionParams {
                 .into_iter()
                 .map(|(f, s)| (f.to_owned(), s))
                 .collect(),
+            max_skew_ms: 10_000,
         }
     }
 
@@ -195,31 +199,37 @@ impl AssetFusion {
             ..Evaluation::default()
         };
 
-        // The extreme pair; ties broken by source so the pair never depends on map order.
-        let low = self
-            .latest
-            .iter()
-            .min_by(|a, b| a.1.price.cmp_value(&b.1.price).then_with(|| a.0.cmp(b.0)));
-        let high = self
-            .latest
-            .iter()
-            .max_by(|a, b| a.1.price.cmp_value(&b.1.price).then_with(|| b.0.cmp(a.0)));
-        match (low, high) {
-            (Some((low_source, low_q)), Some((high_source, high_q))) if self.latest.len() >= 2 => {
-                let spread = Spread::of(&low_q.price, &high_q.price);
-                if !self.discrepant && spread.exceeds(&params.threshold) {
-                    self.discrepant = true;
-                    evaluation.discrepancy = Some(PriceDiscrepancy {
-                        asset: asset.clone(),
-                        sources: [low_source.to_string(), high_source.to_string()],
-                        prices: [low_q.price.to_string(), high_q.price.to_string()],
-                        percent: spread.percent(),
-                    });
-                } else if self.discrepant && spread.below(&params.clear) {
-                    self.discrepant = false;
+        // The widest pair among prices published close together: a fresh quote against a
+        // stale-ish one of a volatile asset measures movement, not disagreement.
+        let quotes: Vec<(&PriceSource, &SourceQuote)> = self.latest.iter().collect();
+        let mut widest: Option<(Spread, usize, usize)> = None;
+        for (i, (_, a)) in quotes.iter().enumerate() {
+            for (j, (_, b)) in quotes.iter().enumerate().skip(i + 1) {
+                if (a.publish_ms - b.publish_ms).abs() > params.max_skew_ms {
+                    continue;
+                }
+                let (low, high) = if a.price.cmp_value(&b.price).is_le() { (i, j) } else { (j, i) };
+                let spread = Spread::of(&quotes[low].1.price, &quotes[high].1.price);
+                if widest.as_ref().is_none_or(|(w, _, _)| spread.cmp(w).is_gt()) {
+                    widest = Some((spread, low, high));
                 }
             }
-            _ => self.discrepant = false,
+        }
+        if self.latest.len() < 2 {
+            self.discrepant = false;
+        } else if let Some((spread, low, high)) = widest {
+            if !self.discrepant && spread.exceeds(&params.threshold) {
+                self.discrepant = true;
+                let ((low_source, low_q), (high_source, high_q)) = (quotes[low], quotes[high]);
+                evaluation.discrepancy = Some(PriceDiscrepancy {
+                    asset: asset.clone(),
+                    sources: [low_source.to_string(), high_source.to_string()],
+                    prices: [low_q.price.to_string(), high_q.price.to_string()],
+                    percent: spread.percent(),
+                });
+            } else if self.discrepant && spread.below(&params.clear) {
+                self.discrepant = false;
+            }
         }
 
         let best = self
@@ -252,6 +262,14 @@ struct Spread {
 }
 
 impl Spread {
+    /// Orders spreads by size, exactly: a/b vs c/d as a·d vs c·b.
+    fn cmp(&self, other: &Spread) -> Ordering {
+        match (self.diff.checked_mul(other.low), other.diff.checked_mul(self.low)) {
+            (Some(a), Some(b)) => a.cmp(&b),
+            _ => self.percent().cmp_value(&other.percent()),
+        }
+    }
+
     fn of(low: &Decimal, high: &Decimal) -> Spread {
         let expo = low.expo.min(high.expo);
         match (low.scaled_to(expo), high.scaled_to(expo)) {

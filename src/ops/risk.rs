@@ -40,6 +40,15 @@
 //! skipping tiers; it is left only when the drawdown falls below its threshold minus
 //! `recovery_hysteresis_percent`, for the highest lower tier whose threshold minus the
 //! hysteresis the drawdown still reaches.
+//!
+//! # Smaller rules
+//!
+//! - A stop with a zero percentage is disabled (a 0 % trailing stop would otherwise sell every
+//!   position at the first step after its entry).
+//! - Stops are checked for every held position at every step, after the marks.
+//! - An order's `notional` is the cash its fill moves, `qty × price` rounded half to even, so
+//!   an order and its fill always agree; an entry's size is what the quantity was bought for.
+//! - A repeated asset in `entries` or `exits` is handled once.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -133,20 +142,17 @@ impl Fixed {
     /// The value as a [`Decimal`], exact when it fits an i64 mantissa, otherwise rounded half
     /// to even to the most fractional digits that fit (at least 16 for values up to 100).
     pub fn to_decimal(self) -> Decimal {
-        let mut expo = -(Self::DECIMALS as i32);
-        let mut divisor: i128 = 1;
         // Each attempt rounds the original value once, so there is no double rounding.
-        for _ in 0..=Self::DECIMALS + 2 {
-            let rounded = if divisor == 1 {
-                Some(self.0)
-            } else {
-                mul_div(&[self.0], divisor, Round::HalfEven)
+        for dropped in 0..=Self::DECIMALS + 2 {
+            let rounded = match pow10(dropped) {
+                Some(1) => Some(self.0),
+                Some(divisor) => mul_div(&[self.0], divisor, Round::HalfEven),
+                None => None,
             };
             if let Some(m) = rounded.and_then(|r| i64::try_from(r).ok()) {
+                let expo = dropped as i32 - Self::DECIMALS as i32;
                 return Decimal::new(m, expo).normalized();
             }
-            divisor = divisor.saturating_mul(10);
-            expo += 1;
         }
         // Unreachable: after dropping 20 digits |value| < 1.8 × 10^18 fits an i64.
         Decimal::ZERO
@@ -1518,8 +1524,8 @@ mod tests {
         p.step(1, &marks(&[("A", "100")]), &[], &[a("A")]);
         // The high is the entry, so at exactly 15 % below it both stops are reached:
         // stop-loss wins.
-        let events = p.step(2, &marks(&[("A", "85.000000000000000001")]), &[], &[]);
-        assert!(fills(&events).is_empty(), "one unit above the stop");
+        let events = p.step(2, &marks(&[("A", "85.0000000001")]), &[], &[]);
+        assert!(fills(&events).is_empty(), "just above the stop");
         let events = p.step(3, &marks(&[("A", "85")]), &[], &[]);
         let reasons: Vec<_> = events
             .iter()
@@ -1603,7 +1609,7 @@ mod tests {
         config.stop_loss_percent = Fixed::ZERO;
         config.trailing_stop_percent = Fixed::ZERO;
         let mut p = steerable(config);
-        let mut tier_at = |p: &mut Portfolio, t: u64, mark: &str| {
+        let tier_at = |p: &mut Portfolio, t: u64, mark: &str| {
             p.step(t, &marks(&[("X", mark)]), &[], &[]);
             p.tier()
         };

@@ -131,11 +131,12 @@ impl TrendingParams {
 /// // Rank 3 is past `min_trending_rank`: not tracked.
 /// let first = BoostSnapshot { entries: vec![entry(&a, 1), entry(&b, 3)] };
 /// assert_eq!(diff.next(&first, &params), vec![((a.clone(), 1), 1)]);
-/// // The previous rows are retracted, the new ones inserted; consolidating is the caller's job.
+/// // The previous rows are retracted, the new ones inserted (in token order: chain, then
+/// // address); consolidating is the caller's job.
 /// let second = BoostSnapshot { entries: vec![entry(&b, 1), entry(&a, 2)] };
 /// assert_eq!(
 ///     diff.next(&second, &params),
-///     vec![((a.clone(), 1), -1), ((a.clone(), 2), 1), ((b.clone(), 1), 1)],
+///     vec![((a.clone(), 1), -1), ((b.clone(), 1), 1), ((a.clone(), 2), 1)],
 /// );
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -449,32 +450,8 @@ impl TokenTrend {
         params: &TrendingParams,
     ) -> Vec<TrendingEvent> {
         let t_ms = self.last_change_ms.map_or(t_ms, |last| t_ms.max(last));
-        let chain = token.chain.to_string();
-        let address = token.address.to_string();
-        let rank_event = match (change.old, change.new) {
-            (None, Some(rank)) => TrendingEvent::Entry {
-                chain,
-                token: address,
-                rank,
-            },
-            (Some(final_rank), None) => TrendingEvent::Exit {
-                chain,
-                token: address,
-                final_rank,
-            },
-            (Some(old_rank), Some(new_rank)) if new_rank < old_rank => TrendingEvent::RankUp {
-                chain,
-                token: address,
-                old_rank,
-                new_rank,
-            },
-            (Some(old_rank), Some(new_rank)) if new_rank > old_rank => TrendingEvent::RankDown {
-                chain,
-                token: address,
-                old_rank,
-                new_rank,
-            },
-            _ => return Vec::new(),
+        let Some(rank_event) = rank_event(token, change) else {
+            return Vec::new();
         };
 
         if let Some(old_rank) = change.old {
@@ -662,6 +639,38 @@ impl TokenTrend {
     }
 }
 
+/// The event a change is: entry, exit, rank up or rank down; `None` when it is no change.
+fn rank_event(token: &TokenRef, change: RankChange) -> Option<TrendingEvent> {
+    let chain = token.chain.to_string();
+    let address = token.address.to_string();
+    match (change.old, change.new) {
+        (None, Some(rank)) => Some(TrendingEvent::Entry {
+            chain,
+            token: address,
+            rank,
+        }),
+        (Some(final_rank), None) => Some(TrendingEvent::Exit {
+            chain,
+            token: address,
+            final_rank,
+        }),
+        // Rank 1 is the top: a numerically smaller rank is a climb.
+        (Some(old_rank), Some(new_rank)) if new_rank < old_rank => Some(TrendingEvent::RankUp {
+            chain,
+            token: address,
+            old_rank,
+            new_rank,
+        }),
+        (Some(old_rank), Some(new_rank)) if new_rank > old_rank => Some(TrendingEvent::RankDown {
+            chain,
+            token: address,
+            old_rank,
+            new_rank,
+        }),
+        _ => None,
+    }
+}
+
 /// Appends to a bounded history, dropping the oldest entries beyond `max`.
 fn push_bounded<T>(history: &mut VecDeque<T>, item: T, max: usize) {
     history.push_back(item);
@@ -701,6 +710,10 @@ mod tests {
     use crate::model::BoostEntry;
 
     const W: u64 = 300_000;
+
+    fn change(old: Option<u32>, new: Option<u32>) -> RankChange {
+        RankChange { old, new }
+    }
 
     fn params() -> TrendingParams {
         TrendingParams {
@@ -934,36 +947,12 @@ mod tests {
         let a = sol(1);
         let p = quiet();
         let mut trend = TokenTrend::default();
-        trend.apply(
-            &a,
-            1_000_000,
-            RankChange {
-                old: None,
-                new: Some(10),
-            },
-            &p,
-        );
+        trend.apply(&a, 1_000_000, change(None, Some(10)), &p);
         // Within the first window the baseline is the stint's first rank.
-        trend.apply(
-            &a,
-            1_060_000,
-            RankChange {
-                old: Some(10),
-                new: Some(7),
-            },
-            &p,
-        );
+        trend.apply(&a, 1_060_000, change(Some(10), Some(7)), &p);
         // (10 − 7) × 60000 / 300000 = 0.6 ranks per minute.
         assert_eq!(trend.velocity_at(1_060_000, &p), Decimal::new(600, -3));
-        trend.apply(
-            &a,
-            1_200_000,
-            RankChange {
-                old: Some(7),
-                new: Some(6),
-            },
-            &p,
-        );
+        trend.apply(&a, 1_200_000, change(Some(7), Some(6)), &p);
         assert_eq!(trend.velocity_at(1_200_000, &p), Decimal::new(800, -3));
         // At 1_310_000 the window starts at 1_010_000, when the rank was still 10.
         assert_eq!(trend.velocity_at(1_310_000, &p), Decimal::new(800, -3));
@@ -972,15 +961,7 @@ mod tests {
         // Long after, nothing moved within the window.
         assert_eq!(trend.velocity_at(1_600_000, &p), Decimal::new(0, -3));
         // Falling is negative: 6 → 9 right after sitting still is −3 × 0.2 = −0.6.
-        trend.apply(
-            &a,
-            1_600_000,
-            RankChange {
-                old: Some(6),
-                new: Some(9),
-            },
-            &p,
-        );
+        trend.apply(&a, 1_600_000, change(Some(6), Some(9)), &p);
         assert_eq!(trend.velocity_at(1_600_000, &p), Decimal::new(-600, -3));
         // Thirds truncate toward zero: one rank over a 7-minute window is 0.142857…
         let seven = TrendingParams {
@@ -988,34 +969,10 @@ mod tests {
             ..p
         };
         let mut trend = TokenTrend::default();
-        trend.apply(
-            &a,
-            0,
-            RankChange {
-                old: None,
-                new: Some(5),
-            },
-            &seven,
-        );
-        trend.apply(
-            &a,
-            1_000,
-            RankChange {
-                old: Some(5),
-                new: Some(4),
-            },
-            &seven,
-        );
+        trend.apply(&a, 0, change(None, Some(5)), &seven);
+        trend.apply(&a, 1_000, change(Some(5), Some(4)), &seven);
         assert_eq!(trend.velocity_at(1_000, &seven), Decimal::new(142, -3));
-        trend.apply(
-            &a,
-            2_000,
-            RankChange {
-                old: Some(4),
-                new: Some(6),
-            },
-            &seven,
-        );
+        trend.apply(&a, 2_000, change(Some(4), Some(6)), &seven);
         assert_eq!(trend.velocity_at(2_000, &seven), Decimal::new(-142, -3));
         // A time before the last change is answered as of that change.
         assert_eq!(trend.velocity_at(0, &seven), Decimal::new(-142, -3));
@@ -1031,9 +988,8 @@ mod tests {
             ..params()
         };
         let mut trend = TokenTrend::default();
-        let mut at = |t: u64, old: Option<u32>, new: Option<u32>| {
-            trend.apply(&a, t, RankChange { old, new }, &p)
-        };
+        let mut at =
+            |t: u64, old: Option<u32>, new: Option<u32>| trend.apply(&a, t, change(old, new), &p);
         assert_eq!(at(0, None, Some(50)), vec![entry(&a, 50)]);
         // One rank in 10 s: velocity 1, below 2.
         assert_eq!(at(10_000, Some(50), Some(49)), vec![up(&a, 50, 49)]);
@@ -1070,38 +1026,36 @@ mod tests {
             ..params()
         };
         let mut trend = TokenTrend::default();
-        trend.apply(
-            &a,
-            0,
-            RankChange {
-                old: None,
-                new: Some(20),
-            },
-            &p,
-        );
-        let fired = trend.apply(
-            &a,
-            30_000,
-            RankChange {
-                old: Some(20),
-                new: Some(10),
-            },
-            &p,
-        );
+        trend.apply(&a, 0, change(None, Some(20)), &p);
+        let fired = trend.apply(&a, 30_000, change(Some(20), Some(10)), &p);
         assert_eq!(fired, vec![up(&a, 20, 10), momentum(&a, 10_000)]);
         assert!(!trend.is_armed());
         // No change for more than a window, then a climb of 3 ranks in one step: the velocity
         // with the old rank is 0 (re-arm), with the new one 3 (fire).
-        let again = trend.apply(
-            &a,
-            200_000,
-            RankChange {
-                old: Some(10),
-                new: Some(7),
-            },
-            &p,
-        );
+        let again = trend.apply(&a, 200_000, change(Some(10), Some(7)), &p);
         assert_eq!(again, vec![up(&a, 10, 7), momentum(&a, 3_000)]);
+    }
+
+    #[test]
+    fn reaching_the_threshold_exactly_fires_and_the_rearm_level_exactly_does_not_rearm() {
+        let a = sol(1);
+        let p = TrendingParams {
+            velocity_window_ms: 60_000,
+            min_trending_rank: 100,
+            ..params()
+        };
+        let mut trend = TokenTrend::default();
+        trend.apply(&a, 0, change(None, Some(20)), &p);
+        // Exactly 2 ranks per minute: fires.
+        let fired = trend.apply(&a, 30_000, change(Some(20), Some(18)), &p);
+        assert_eq!(fired, vec![up(&a, 20, 18), momentum(&a, 2_000)]);
+        // Climbing on while disarmed: with the old rank 18 the velocity is 2 (window from 0 s).
+        let disarmed = trend.apply(&a, 60_000, change(Some(18), Some(17)), &p);
+        assert_eq!(disarmed, vec![up(&a, 18, 17)]);
+        // At 100 s the window starts at 40 s (rank 18): the old rank 17 gives exactly 1, which
+        // is not below the re-arm level, so the climb to 15 (velocity 3) does not fire.
+        let quiet = trend.apply(&a, 100_000, change(Some(17), Some(15)), &p);
+        assert_eq!(quiet, vec![up(&a, 17, 15)]);
     }
 
     #[test]
@@ -1110,15 +1064,7 @@ mod tests {
         let p = params();
         let mut trend = TokenTrend::default();
         assert!(!trend.is_armed());
-        trend.apply(
-            &a,
-            5_000,
-            RankChange {
-                old: None,
-                new: Some(1),
-            },
-            &p,
-        );
+        trend.apply(&a, 5_000, change(None, Some(1)), &p);
         assert!(trend.is_armed());
         assert_eq!(trend.velocity_at(5_000, &p), Decimal::new(0, VELOCITY_EXPO));
     }
@@ -1132,27 +1078,11 @@ mod tests {
             ..params()
         };
         let mut trend = TokenTrend::default();
-        trend.apply(
-            &a,
-            0,
-            RankChange {
-                old: None,
-                new: Some(50),
-            },
-            &p,
-        );
+        trend.apply(&a, 0, change(None, Some(50)), &p);
         let mut rank = 50;
         for step in 1..=20u64 {
             let new = if step % 2 == 0 { rank - 2 } else { rank + 1 };
-            trend.apply(
-                &a,
-                step * 5_000,
-                RankChange {
-                    old: Some(rank),
-                    new: Some(new),
-                },
-                &p,
-            );
+            trend.apply(&a, step * 5_000, change(Some(rank), Some(new)), &p);
             rank = new;
         }
         assert_eq!(trend.positions().len(), 3);
@@ -1173,25 +1103,9 @@ mod tests {
         let p = params();
         let mut trend = TokenTrend::default();
         assert!(trend.is_evictable(0, &p), "nothing to keep");
-        trend.apply(
-            &a,
-            1_000,
-            RankChange {
-                old: None,
-                new: Some(3),
-            },
-            &p,
-        );
+        trend.apply(&a, 1_000, change(None, Some(3)), &p);
         assert!(!trend.is_evictable(10_000_000, &p), "still trending");
-        trend.apply(
-            &a,
-            2_000,
-            RankChange {
-                old: Some(3),
-                new: None,
-            },
-            &p,
-        );
+        trend.apply(&a, 2_000, change(Some(3), None), &p);
         assert!(!trend.is_evictable(2_000 + W, &p));
         assert!(trend.is_evictable(2_001 + W, &p));
     }
@@ -1201,30 +1115,8 @@ mod tests {
         let a = sol(1);
         let p = params();
         let mut trend = TokenTrend::default();
-        assert_eq!(
-            trend.apply(
-                &a,
-                0,
-                RankChange {
-                    old: None,
-                    new: None
-                },
-                &p
-            ),
-            vec![]
-        );
-        assert_eq!(
-            trend.apply(
-                &a,
-                0,
-                RankChange {
-                    old: Some(2),
-                    new: Some(2)
-                },
-                &p
-            ),
-            vec![]
-        );
+        assert_eq!(trend.apply(&a, 0, change(None, None), &p), vec![]);
+        assert_eq!(trend.apply(&a, 0, change(Some(2), Some(2)), &p), vec![]);
         assert_eq!(trend, TokenTrend::default());
     }
 
@@ -1238,15 +1130,7 @@ mod tests {
             ..params()
         };
         let mut trend = TokenTrend::default();
-        let events = trend.apply(
-            &a,
-            10_000,
-            RankChange {
-                old: Some(9),
-                new: Some(6),
-            },
-            &p,
-        );
+        let events = trend.apply(&a, 10_000, change(Some(9), Some(6)), &p);
         assert_eq!(events, vec![up(&a, 9, 6), momentum(&a, 3_000)]);
     }
 
@@ -1254,17 +1138,11 @@ mod tests {
     fn rank_changes_group_consolidated_updates() {
         assert_eq!(
             RankChange::from_updates([(3, 1)]),
-            Ok(Some(RankChange {
-                old: None,
-                new: Some(3)
-            }))
+            Ok(Some(change(None, Some(3))))
         );
         assert_eq!(
             RankChange::from_updates([(3, -1)]),
-            Ok(Some(RankChange {
-                old: Some(3),
-                new: None
-            }))
+            Ok(Some(change(Some(3), None)))
         );
         assert_eq!(RankChange::from_updates([]), Ok(None));
         assert!(RankChange::from_updates([(3, 1), (4, 1)]).is_err());
@@ -1298,24 +1176,8 @@ mod tests {
         let a = sol(1);
         let p = params();
         let mut trend = TokenTrend::default();
-        trend.apply(
-            &a,
-            0,
-            RankChange {
-                old: None,
-                new: Some(9),
-            },
-            &p,
-        );
-        trend.apply(
-            &a,
-            10_000,
-            RankChange {
-                old: Some(9),
-                new: Some(1),
-            },
-            &p,
-        );
+        trend.apply(&a, 0, change(None, Some(9)), &p);
+        trend.apply(&a, 10_000, change(Some(9), Some(1)), &p);
         let text = serde_json::to_string(&trend).unwrap();
         let back: TokenTrend = serde_json::from_str(&text).unwrap();
         assert_eq!(back, trend);

@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 
 pub use records::{price_key, StateRecord};
 
+/// sled's page cache size.
+const CACHE_BYTES: u64 = 32 << 20;
+
 /// The trees, one per concern.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -131,7 +134,12 @@ impl Store {
     fn try_open(dir: &Path) -> Result<Store, OpenFailure> {
         // sled has been seen to panic on damaged files rather than return an error.
         let opened = std::panic::catch_unwind(|| {
-            let db = sled::Config::new().path(dir).flush_every_ms(None).open()?;
+            // sled's page cache defaults to 1 GiB; these trees are small caches.
+            let db = sled::Config::new()
+                .path(dir)
+                .cache_capacity(CACHE_BYTES)
+                .flush_every_ms(None)
+                .open()?;
             for tree in Tree::ALL {
                 db.open_tree(tree.name())?;
             }

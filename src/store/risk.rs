@@ -162,7 +162,7 @@ mod tests {
     fn stored_form_is_exact_decimal_strings() {
         let text = String::from_utf8(portfolio().to_record().to_write().value.unwrap()).unwrap();
         assert!(
-            text.starts_with(r#"{"updated_ms":2000,"cash":"9000","#),
+            text.starts_with(r#"{"updated_ms":2000,"cash":"9000.000000000000000099","#),
             "{text}"
         );
         assert!(text.contains(r#"{"asset":{"Named":"PEPE"},"qty":"31545741.324921135646687697","entry":"0.00001585","mark":"0.00001585","high":"0.00001585"}"#), "{text}");

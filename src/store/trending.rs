@@ -190,6 +190,10 @@ mod tests {
     use crate::model::Decimal;
     use crate::ops::trending::{RankChange, TrendingEvent};
 
+    fn change(old: Option<u32>, new: Option<u32>) -> RankChange {
+        RankChange { old, new }
+    }
+
     fn params() -> TrendingParams {
         TrendingParams {
             min_trending_rank: 100,
@@ -219,7 +223,7 @@ mod tests {
         let mut trend = TokenTrend::default();
         let mut updated_ms = 0;
         for &(t, old, new) in moves {
-            trend.apply(token, t, RankChange { old, new }, &params());
+            trend.apply(token, t, change(old, new), &params());
             updated_ms = t;
         }
         TrendingRecord {

@@ -43,7 +43,14 @@ pub(crate) struct Feed {
 }
 
 impl Feed {
-    fn new(id: [u8; 32], expo: i32, price: i64, conf_ppm: i64, sigma_ppb: i64, publish_time: i64) -> Self {
+    fn new(
+        id: [u8; 32],
+        expo: i32,
+        price: i64,
+        conf_ppm: i64,
+        sigma_ppb: i64,
+        publish_time: i64,
+    ) -> Self {
         let mut id_hex = [0u8; 64];
         // Cannot fail: the output is exactly twice the input.
         let _ = hex::encode_to_slice(id, &mut id_hex);
@@ -166,7 +173,8 @@ impl Hermes {
             feed.conf = (i128::from(feed.price) * i128::from(conf_ppm) / 1_000_000).max(1) as u64;
             // An EMA over about 64 slots; Pyth's is longer, but the shape is what matters.
             feed.ema += (feed.price - feed.ema) / 64;
-            feed.ema_conf = (feed.ema_conf as i64 + (feed.conf as i64 - feed.ema_conf as i64) / 64) as u64;
+            feed.ema_conf =
+                (feed.ema_conf as i64 + (feed.conf as i64 - feed.ema_conf as i64) / 64) as u64;
             feed.prev_publish_time = feed.publish_time;
             feed.publish_time = self.publish_time;
         }
@@ -198,10 +206,18 @@ impl Hermes {
     /// Writes a `PriceUpdate` document for the feeds at `selected` into `buf`: one MockPyth
     /// update element per feed in `binary.data`, in the order of `parsed`. The feed at
     /// position `negate` (if any) gets a negated price, a deliberate fault.
-    pub(crate) fn write_update(&self, buf: &mut Vec<u8>, t_ms: u64, selected: &[usize], negate: Option<usize>) {
+    pub(crate) fn write_update(
+        &self,
+        buf: &mut Vec<u8>,
+        t_ms: u64,
+        selected: &[usize],
+        negate: Option<usize>,
+    ) {
         push(buf, r#"{"binary":{"encoding":"hex","data":["#);
         for (pos, &i) in selected.iter().enumerate() {
-            let Some(feed) = self.feeds.get(i) else { continue };
+            let Some(feed) = self.feeds.get(i) else {
+                continue;
+            };
             if pos > 0 {
                 buf.push(b',');
             }
@@ -212,7 +228,9 @@ impl Hermes {
         push(buf, r#"]},"parsed":["#);
         let proof_available_time = t_ms / 1000;
         for (pos, &i) in selected.iter().enumerate() {
-            let Some(feed) = self.feeds.get(i) else { continue };
+            let Some(feed) = self.feeds.get(i) else {
+                continue;
+            };
             if pos > 0 {
                 buf.push(b',');
             }
@@ -315,7 +333,13 @@ impl Keeper {
 
     /// One round of reads of the first `published` feeds at `t_ms`, as chain-read JSON. The
     /// read at position `failed` (if any) fails with an error the parser does not accept.
-    pub(crate) fn read_round(&self, t_ms: u64, feeds: &[Feed], published: usize, failed: Option<usize>) -> String {
+    pub(crate) fn read_round(
+        &self,
+        t_ms: u64,
+        feeds: &[Feed],
+        published: usize,
+        failed: Option<usize>,
+    ) -> String {
         // Base-like 2 s blocks.
         let block = self.block0 + (t_ms - self.start_ms) / 2000;
         let reads = feeds

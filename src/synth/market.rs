@@ -210,18 +210,32 @@ impl Token {
         } else {
             rng.range(100_000_000, 100_000_000_000)
         };
-        let circulating_ppm = if pump { 1_000_000 } else { rng.range(700_000, 1_000_000) };
+        let circulating_ppm = if pump {
+            1_000_000
+        } else {
+            rng.range(700_000, 1_000_000)
+        };
         let fdv_cents = mul_price(supply, initial, expo, 2);
-        let liquidity0_cents = (fdv_cents * i128::from(rng.range(30_000, 250_000)) / 1_000_000)
-            .max(500_000) as i64;
+        let liquidity0_cents =
+            (fdv_cents * i128::from(rng.range(30_000, 250_000)) / 1_000_000).max(500_000) as i64;
         let change = |rng: &mut Rng, lo: i64, hi: i64| {
             let c = rng.range(lo, hi);
             (i128::from(initial) * 1_000_000 / i128::from(1_000_000 + c)) as i64
         };
+        // Meme-like histories: mostly modest moves, a fat tail of multi-baggers.
+        let spread =
+            |rng: &mut Rng, down: i64, up: i64, moon: i64| match rng.weighted(&[40, 40, 20]) {
+                0 => (-down, 0),
+                1 => (0, up),
+                _ => (up, moon),
+            };
+        let (lo1, hi1) = spread(rng, 150_000, 200_000, 600_000);
+        let (lo6, hi6) = spread(rng, 350_000, 600_000, 3_000_000);
+        let (lo24, hi24) = spread(rng, 600_000, 1_500_000, 9_000_000);
         let refs = [
-            change(rng, -200_000, 600_000),
-            change(rng, -400_000, 3_000_000),
-            change(rng, -600_000, 9_000_000),
+            change(rng, lo1, hi1),
+            change(rng, lo6, hi6),
+            change(rng, lo24, hi24),
         ];
         let change_keys = match rng.weighted(&[85, 8, 7]) {
             0 => 0b1111,
@@ -274,7 +288,7 @@ impl Token {
                 2 => 0b010,
                 _ => 0,
             },
-            profile_ms: start_ms - rng.range_u(60_000, 86_400_000),
+            profile_ms: start_ms.saturating_sub(rng.range_u(60_000, 86_400_000)),
             image_key: {
                 let b = rng.bytes32();
                 [b[0], b[1], b[2]]
@@ -291,7 +305,7 @@ impl Token {
             initial,
             sigma_ppb: rng.range(1_500_000, 5_000_000),
             rally_ppm: rng.range(50_000, 150_000),
-            depth_ppm: rng.range(330_000, 500_000),
+            depth_ppm: rng.range(400_000, 600_000),
             recover_ppm: rng.range(300_000, 500_000),
             pump_ppm: 0,
             supply,
@@ -348,19 +362,31 @@ impl Token {
         } else {
             push(&mut b, "https://cdn.dexscreener.com/cms/images/");
             push_hex(&mut b, &self.icon_hash);
-            push(&mut b, "?width=64&height=64&fit=crop&quality=95&format=auto");
+            push(
+                &mut b,
+                "?width=64&height=64&fit=crop&quality=95&format=auto",
+            );
         }
         b.push(b'"');
         match self.header {
             Presence::Text => {
-                push(&mut b, r#","header":"https://cdn.dexscreener.com/cms/images/"#);
+                push(
+                    &mut b,
+                    r#","header":"https://cdn.dexscreener.com/cms/images/"#,
+                );
                 push_hex(&mut b, &self.header_hash);
-                push(&mut b, r#"?width=600&height=200&fit=crop&quality=95&format=auto""#);
+                push(
+                    &mut b,
+                    r#"?width=600&height=200&fit=crop&quality=95&format=auto""#,
+                );
             }
             Presence::Null => push(&mut b, r#","header":null"#),
             Presence::Absent => {}
         }
-        push(&mut b, r#","openGraph":"https://cdn.dexscreener.com/token-images/og/"#);
+        push(
+            &mut b,
+            r#","openGraph":"https://cdn.dexscreener.com/token-images/og/"#,
+        );
         push(&mut b, chain);
         b.push(b'/');
         push(&mut b, address);
@@ -394,7 +420,12 @@ impl Token {
         };
         let handle = self.slug.replace('-', "_");
         if website && self.links & 0b100 != 0 {
-            item(b, "label", "Website", &format!("https://{}.example", self.slug));
+            item(
+                b,
+                "label",
+                "Website",
+                &format!("https://{}.example", self.slug),
+            );
         }
         if self.links & 0b010 != 0 {
             item(b, "type", "twitter", &format!("https://x.com/{handle}"));
@@ -414,6 +445,12 @@ impl Token {
     fn change_bp(&self, reference: i64) -> i128 {
         let r = i128::from(reference.max(1));
         (i128::from(self.price) - r) * 10_000 / r
+    }
+
+    /// Percent change from `reference` to now, in billionths of a percent.
+    fn change_pct9(&self, reference: i64) -> i128 {
+        let r = i128::from(reference.max(1));
+        (i128::from(self.price) - r) * 100_000_000_000 / r
     }
 
     /// Volume in cents and (buys, sells) over the window `w`: 0 = m5, 1 = h1, 2 = h6, 3 = h24.
@@ -453,13 +490,25 @@ fn random_address(chain: Chain, rng: &mut Rng) -> String {
 
 /// One or two pools for a token.
 fn random_pairs(chain: Chain, start_ms: u64, rng: &mut Rng) -> Vec<Pair> {
-    let created_ms = start_ms - rng.range_u(3_600_000, 30 * 86_400_000);
+    let created_ms = start_ms.saturating_sub(rng.range_u(3_600_000, 30 * 86_400_000));
     let (dex, label, quote) = match chain {
         Chain::Solana => {
-            let quote = if rng.chance(850_000) { Quote::Sol } else { Quote::Usdc };
+            let quote = if rng.chance(850_000) {
+                Quote::Sol
+            } else {
+                Quote::Usdc
+            };
             match rng.weighted(&[35, 35, 10, 20]) {
                 0 => ("pumpswap", None, quote),
-                1 => ("raydium", if rng.chance(500_000) { Some("CPMM") } else { None }, quote),
+                1 => (
+                    "raydium",
+                    if rng.chance(500_000) {
+                        Some("CPMM")
+                    } else {
+                        None
+                    },
+                    quote,
+                ),
                 2 => ("orca", None, quote),
                 _ => ("meteora", Some("DLMM"), quote),
             }
@@ -473,7 +522,11 @@ fn random_pairs(chain: Chain, start_ms: u64, rng: &mut Rng) -> Vec<Pair> {
         }
         Chain::Ethereum => ("uniswap", Some("v2"), Quote::Weth(chain)),
     };
-    let primary_share = if rng.chance(250_000) { rng.range(650_000, 900_000) } else { 1_000_000 };
+    let primary_share = if rng.chance(250_000) {
+        rng.range(650_000, 900_000)
+    } else {
+        1_000_000
+    };
     let address = random_address(chain, rng);
     let mut pairs = vec![Pair {
         lower: address.to_lowercase(),
@@ -559,14 +612,17 @@ pub(crate) struct Market {
 impl Market {
     /// A pool of `count` tokens as of `tl.start`.
     pub(crate) fn new(count: usize, tl: &Timeline, mut rng: Rng, sol_price: i64) -> Market {
-        let mut tokens: Vec<Token> = (0..count).map(|i| Token::new(i, tl.start, &mut rng)).collect();
+        let mut tokens: Vec<Token> = (0..count)
+            .map(|i| Token::new(i, tl.start, &mut rng))
+            .collect();
         // About two thirds of the pool starts with boosts; a heavy tail of totals.
         let initially = (count * 2 / 3).min(40);
         for token in tokens.iter_mut().take(initially) {
             token.active = true;
             token.total = random_total(&mut rng);
         }
-        let sol_ref24 = (i128::from(sol_price) * 1_000_000 / i128::from(1_000_000 + rng.range(-40_000, 40_000))) as i64;
+        let sol_ref24 = (i128::from(sol_price) * 1_000_000
+            / i128::from(1_000_000 + rng.range(-40_000, 40_000))) as i64;
         let unknown = bs58::encode(rng.bytes32()).into_string();
         let mut market = Market {
             tokens,
@@ -618,7 +674,11 @@ impl Market {
             let turnover = rng.range(0, 600) * if crashing { 4 } else { 1 };
             let volume = token.liquidity_cents() * turnover / 1_000_000;
             let trades = (volume / token.avg_trade_cents) as u64;
-            let buy_ppm = if token.price >= before { 560_000 } else { 440_000 };
+            let buy_ppm = if token.price >= before {
+                560_000
+            } else {
+                440_000
+            };
             let buys = trades * buy_ppm / 1_000_000;
             let sells = trades - buys;
             token.run_volume += volume;
@@ -667,32 +727,49 @@ impl Market {
         }
         let rng = &mut self.boost_rng;
         if !self.faller_done && t >= tl.faller_at {
+            // A top token's big boosts expire together: it falls below rank 12.
             self.faller_done = true;
-            let faller = self.listed.iter().copied().find(|i| Some(*i) != self.climber);
+            let faller = self
+                .listed
+                .iter()
+                .copied()
+                .find(|i| Some(*i) != self.climber);
+            let floor = self
+                .listed
+                .get(11)
+                .or(self.listed.last())
+                .and_then(|i| self.tokens.get(*i))
+                .map_or(10, |tok| tok.total);
             if let Some(token) = faller.and_then(|i| self.tokens.get_mut(i)) {
-                token.total = (token.total * rng.range_u(20, 35) / 100).div_ceil(10) * 10;
+                token.total = (floor * rng.range_u(50, 90) / 100).max(10).div_ceil(10) * 10;
                 token.hold_until = 0;
             }
         }
         self.scratch.clear();
-        self.scratch.extend((0..n).filter(|i| self.tokens.get(*i).is_some_and(|t| t.active)));
+        self.scratch
+            .extend((0..n).filter(|i| self.tokens.get(*i).is_some_and(|t| t.active)));
         let active = self.scratch.len();
         if rng.chance(300_000)
-            && let Some(token) = rng.pick(&self.scratch).and_then(|i| self.tokens.get_mut(*i))
+            && let Some(token) = rng
+                .pick(&self.scratch)
+                .and_then(|i| self.tokens.get_mut(*i))
         {
             const AMOUNTS: [u64; 6] = [10, 30, 50, 100, 250, 500];
             let k = rng.weighted(&[30, 25, 20, 15, 6, 4]);
             token.total += AMOUNTS.get(k).copied().unwrap_or(10);
         }
-        if active < lo || (active < hi && rng.chance(70_000)) {
-            let inactive: Vec<usize> = (0..n).filter(|i| self.tokens.get(*i).is_some_and(|t| !t.active)).collect();
+        if active < lo || (active < hi && rng.chance(150_000)) {
+            let inactive: Vec<usize> = (0..n)
+                .filter(|i| self.tokens.get(*i).is_some_and(|t| !t.active))
+                .collect();
             if let Some(token) = rng.pick(&inactive).and_then(|i| self.tokens.get_mut(*i)) {
                 token.active = true;
-                token.total = random_total(rng);
+                // Whoever buys a fresh boost wants to be seen: at least 100.
+                token.total = random_total(rng).max(100);
                 token.hold_until = t + 60_000;
             }
         }
-        if active > hi || rng.chance(140_000) {
+        if active > hi || rng.chance(200_000) {
             let expirable: Vec<usize> = self
                 .scratch
                 .iter()
@@ -714,40 +791,60 @@ impl Market {
     /// Recomputes the boost list: active tokens by total descending (ties by pool order).
     fn rank(&mut self) {
         self.listed.clear();
-        self.listed.extend((0..self.tokens.len()).filter(|i| self.tokens.get(*i).is_some_and(|t| t.active)));
+        self.listed.extend(
+            (0..self.tokens.len()).filter(|i| self.tokens.get(*i).is_some_and(|t| t.active)),
+        );
         let tokens = &self.tokens;
-        self.listed.sort_by_key(|i| (Reverse(tokens.get(*i).map_or(0, |t| t.total)), *i));
+        self.listed
+            .sort_by_key(|i| (Reverse(tokens.get(*i).map_or(0, |t| t.total)), *i));
         self.listed.truncate(MAX_LISTED);
     }
 
     /// Writes the `/token-boosts/top/v1` body. With `bad_address`, the last Solana item's
     /// address is corrupted (a `0`, which base58 lacks): one invalid item.
     pub(crate) fn write_boosts(&self, buf: &mut Vec<u8>, bad_address: bool) -> bool {
-        let corrupt = if bad_address {
-            self.listed
-                .iter()
-                .rposition(|i| self.tokens.get(*i).is_some_and(|t| t.chain == Chain::Solana))
-        } else {
-            None
-        };
         buf.push(b'[');
+        let mut last_total = None;
         for (rank, i) in self.listed.iter().enumerate() {
-            let Some(token) = self.tokens.get(*i) else { continue };
+            let Some(token) = self.tokens.get(*i) else {
+                continue;
+            };
             if rank > 0 {
                 buf.push(b',');
             }
-            if corrupt == Some(rank) {
-                let mut address = token.address.clone();
-                address.replace_range(5..6, "0");
-                buf.extend_from_slice(&token.boost_head(&address));
-            } else {
-                buf.extend_from_slice(&token.boost_head);
-            }
+            buf.extend_from_slice(&token.boost_head);
             push_u64(buf, token.total);
             buf.push(b'}');
+            last_total = Some(token.total);
         }
+        // The malformed item is an extra one at the end, a mangled copy of a listed Solana
+        // token: the real tokens keep their ranks, so a bad item never looks like an exit.
+        let template = self
+            .listed
+            .iter()
+            .rev()
+            .filter_map(|i| self.tokens.get(*i))
+            .find(|t| t.chain == Chain::Solana);
+        let corrupt = match (bad_address, template) {
+            (true, Some(token)) => {
+                let address: String = token
+                    .address
+                    .chars()
+                    .enumerate()
+                    .map(|(i, c)| if i == 5 { '0' } else { c })
+                    .collect();
+                if !self.listed.is_empty() {
+                    buf.push(b',');
+                }
+                buf.extend_from_slice(&token.boost_head(&address));
+                push_u64(buf, last_total.unwrap_or(10).min(10));
+                buf.push(b'}');
+                true
+            }
+            _ => false,
+        };
         buf.push(b']');
-        corrupt.is_some()
+        corrupt
     }
 
     /// The listed tokens on `chain`, in rank order.
@@ -761,13 +858,23 @@ impl Market {
 
     /// Pairs in a `/tokens/v1/{chain}/{addresses}` body for `tokens`.
     pub(crate) fn pair_count(&self, tokens: &[usize]) -> usize {
-        tokens.iter().filter_map(|i| self.tokens.get(*i)).map(|t| t.pairs.len()).sum()
+        tokens
+            .iter()
+            .filter_map(|i| self.tokens.get(*i))
+            .map(|t| t.pairs.len())
+            .sum()
     }
 
     /// Writes the `/tokens/v1/{chain}/{addresses}` body for `tokens` (one chain). The pair at
     /// position `bad_pair` (if any) says `"priceUsd":"abc"`. Returns how many tokens come out
     /// priced (those with at least one good pair).
-    pub(crate) fn write_pairs(&self, buf: &mut Vec<u8>, tokens: &[usize], quotes: &Quotes, bad_pair: Option<usize>) -> u64 {
+    pub(crate) fn write_pairs(
+        &self,
+        buf: &mut Vec<u8>,
+        tokens: &[usize],
+        quotes: &Quotes,
+        bad_pair: Option<usize>,
+    ) -> u64 {
         buf.push(b'[');
         let mut position = 0;
         let mut priced = 0;
@@ -800,7 +907,7 @@ impl Market {
             value: (value, -13),
             update_s: update_time(t, rng),
             native: (1, 0),
-            change_bp9: (i128::from(sol) - i128::from(self.sol_ref24)) * 100_000_000_000
+            change_pct9: (i128::from(sol) - i128::from(self.sol_ref24)) * 100_000_000_000
                 / i128::from(self.sol_ref24.max(1)),
             liquidity_cents: 871_234_512_355 + i128::from(rng.range(-1_000_000, 1_000_000)),
         };
@@ -811,7 +918,7 @@ impl Market {
             value: (usdc, -13),
             update_s: update_time(t, rng),
             native: ratio_i128(usdc, -13, sol),
-            change_bp9: i128::from(rng.range(-50_000_000, 50_000_000)),
+            change_pct9: i128::from(rng.range(-50_000_000, 50_000_000)),
             liquidity_cents: 250_123_456_710 + i128::from(rng.range(-1_000_000, 1_000_000)),
         };
         write_birdeye_entry(buf, USDC_MINT, &entry);
@@ -820,7 +927,9 @@ impl Market {
             if priced >= 22 {
                 break;
             }
-            let Some(token) = self.tokens.get(i) else { continue };
+            let Some(token) = self.tokens.get(i) else {
+                continue;
+            };
             if token.chain != Chain::Solana {
                 continue;
             }
@@ -831,7 +940,7 @@ impl Market {
                 value: (value, token.expo - 3),
                 update_s: update_time(t, rng),
                 native: (native, native_expo),
-                change_bp9: token.change_bp(token.refs[2]) * 10_000_000,
+                change_pct9: token.change_pct9(token.refs[2]),
                 liquidity_cents: i128::from(token.liquidity_cents()),
             };
             buf.push(b',');
@@ -873,8 +982,10 @@ fn random_total(rng: &mut Rng) -> u64 {
     rng.range_u(lo, hi) * 10
 }
 
-/// The script's factor on a token's price at `t`, parts per million: a mild rally, a crash of
-/// 33–50 %, then part of the loss won back.
+/// The script's factor on a token's price at `t`, parts per million: a mild rally, a crash,
+/// then part of the loss won back. The crash is a rug: three quarters of the fall comes in the
+/// first twentieth of the window — between two polls, faster than any stop can act — and the
+/// rest drifts down.
 fn scenario_ppm(token: &Token, tl: &Timeline, t: u64) -> i64 {
     let peak = 1_000_000 + token.rally_ppm;
     let bottom = peak * (1_000_000 - token.depth_ppm) / 1_000_000;
@@ -882,7 +993,13 @@ fn scenario_ppm(token: &Token, tl: &Timeline, t: u64) -> i64 {
     if t < tl.crash.from {
         1_000_000 + token.rally_ppm * tl.rally.progress_ppm(t) / 1_000_000
     } else if t < tl.crash.to {
-        peak + (bottom - peak) * tl.crash.progress_ppm(t) / 1_000_000
+        let progress = tl.crash.progress_ppm(t);
+        let fall = if progress < 50_000 {
+            progress * 15
+        } else {
+            750_000 + (progress - 50_000) * 250_000 / 950_000
+        };
+        peak + (bottom - peak) * fall / 1_000_000
     } else {
         bottom + (recovered - bottom) * tl.recovery.progress_ppm(t) / 1_000_000
     }
@@ -910,7 +1027,7 @@ struct BirdeyeEntry {
     update_s: i64,
     native: (i128, i32),
     /// 24 h change in 1e-9 percent.
-    change_bp9: i128,
+    change_pct9: i128,
     liquidity_cents: i128,
 }
 
@@ -925,7 +1042,7 @@ fn write_birdeye_entry(buf: &mut Vec<u8>, address: &str, e: &BirdeyeEntry) {
     push(buf, r#"","priceInNative":"#);
     push_float(buf, e.native.0, e.native.1, 12);
     push(buf, r#","priceChange24h":"#);
-    push_fixed(buf, e.change_bp9, 9);
+    push_fixed(buf, e.change_pct9, 9);
     push(buf, r#","liquidity":"#);
     push_fixed(buf, e.liquidity_cents, 2);
     buf.push(b'}');
@@ -967,7 +1084,12 @@ fn write_pair(buf: &mut Vec<u8>, token: &Token, pair: &Pair, quotes: &Quotes, ba
     let usd_m = usd.clamp(1, i128::from(i64::MAX)) as i64;
     let (native, native_expo) = ratio(usd_m, token.expo, pair.quote.usd(quotes));
     push(buf, r#""},"priceNative":""#);
-    push_decimal(buf, native, native_expo, display_digits(native, native_expo));
+    push_decimal(
+        buf,
+        native,
+        native_expo,
+        display_digits(native, native_expo),
+    );
     push(buf, r#"","priceUsd":""#);
     if bad_price {
         push(buf, "abc");
@@ -996,13 +1118,23 @@ fn write_pair(buf: &mut Vec<u8>, token: &Token, pair: &Pair, quotes: &Quotes, ba
             buf.push(b',');
         }
         buf.push(b'"');
-        push(buf, ["m5", "h1", "h6", "h24"].get(*w).copied().unwrap_or("h24"));
+        push(
+            buf,
+            ["m5", "h1", "h6", "h24"].get(*w).copied().unwrap_or("h24"),
+        );
         push(buf, "\":");
-        push_fixed(buf, i128::from(volume) * i128::from(pair.share_ppm) / 1_000_000, 2);
+        push_fixed(
+            buf,
+            i128::from(volume) * i128::from(pair.share_ppm) / 1_000_000,
+            2,
+        );
     }
     push(buf, r#"},"priceChange":{"#);
     let changes = [
-        token.minutes.get((token.minute_pos + 1) % token.minutes.len()).map_or(token.initial, |m| m.price),
+        token
+            .minutes
+            .get((token.minute_pos + 1) % token.minutes.len())
+            .map_or(token.initial, |m| m.price),
         token.refs[0],
         token.refs[1],
         token.refs[2],
@@ -1023,7 +1155,8 @@ fn write_pair(buf: &mut Vec<u8>, token: &Token, pair: &Pair, quotes: &Quotes, ba
     }
     buf.push(b'}');
     if pair.has_liquidity {
-        let usd_cents = i128::from(token.liquidity_cents()) * i128::from(pair.share_ppm) / 1_000_000;
+        let usd_cents =
+            i128::from(token.liquidity_cents()) * i128::from(pair.share_ppm) / 1_000_000;
         let half = usd_cents / 2;
         push(buf, r#","liquidity":{"usd":"#);
         push_fixed(buf, usd_cents, 2);
@@ -1045,7 +1178,10 @@ fn write_pair(buf: &mut Vec<u8>, token: &Token, pair: &Pair, quotes: &Quotes, ba
     push_u64(buf, pair.created_ms);
     if token.has_info {
         let (chain, address) = (token.chain.slug(), token.address.as_str());
-        push(buf, r#","info":{"imageUrl":"https://dd.dexscreener.com/ds-data/tokens/"#);
+        push(
+            buf,
+            r#","info":{"imageUrl":"https://dd.dexscreener.com/ds-data/tokens/"#,
+        );
         push(buf, chain);
         buf.push(b'/');
         push(buf, address);
@@ -1053,14 +1189,20 @@ fn write_pair(buf: &mut Vec<u8>, token: &Token, pair: &Pair, quotes: &Quotes, ba
         push_hex(buf, &token.image_key);
         buf.push(b'"');
         if token.header == Presence::Text {
-            push(buf, r#","header":"https://dd.dexscreener.com/ds-data/tokens/"#);
+            push(
+                buf,
+                r#","header":"https://dd.dexscreener.com/ds-data/tokens/"#,
+            );
             push(buf, chain);
             buf.push(b'/');
             push(buf, address);
             push(buf, "/header.png?key=");
             push_hex(buf, &token.image_key);
             buf.push(b'"');
-            push(buf, r#","openGraph":"https://cdn.dexscreener.com/token-images/og/"#);
+            push(
+                buf,
+                r#","openGraph":"https://cdn.dexscreener.com/token-images/og/"#,
+            );
             push(buf, chain);
             buf.push(b'/');
             push(buf, address);

@@ -90,7 +90,10 @@ mod tests {
 
     #[test]
     fn mantissas_are_rounded() {
-        assert_eq!(round_to_i64(142_371_188_204_552, -12, 10), (1_423_711_882, -7));
+        assert_eq!(
+            round_to_i64(142_371_188_204_552, -12, 10),
+            (1_423_711_882, -7)
+        );
         assert_eq!(round_to_i64(1585, -8, 10), (1585, -8));
     }
 }

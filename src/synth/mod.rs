@@ -64,9 +64,10 @@ pub struct SynthOptions {
 
 impl Default for SynthOptions {
     fn default() -> Self {
+        // Sized so the bundled recording (zstd) stays around 3.5 MB.
         SynthOptions {
-            minutes: 10,
-            feeds: 8,
+            minutes: 15,
+            feeds: 16,
             tokens: 60,
             seed: 7,
             start_ms: 1_795_248_000_000,
@@ -106,7 +107,10 @@ pub fn meta(opts: &SynthOptions) -> RecordingMeta {
 }
 
 /// Generates the run `opts` describes into `writer` (which the caller finishes).
-pub fn generate<W: Write>(opts: &SynthOptions, writer: &mut RecordingWriter<W>) -> io::Result<SynthSummary> {
+pub fn generate<W: Write>(
+    opts: &SynthOptions,
+    writer: &mut RecordingWriter<W>,
+) -> io::Result<SynthSummary> {
     Generator::new(opts).run(writer)
 }
 
@@ -208,10 +212,21 @@ impl Generator {
         let per_kind = u64::from(opts.minutes / 3).max(1);
         let faults = Faults::new(&tl, opts.faults, per_kind, &mut script_rng);
         let hermes = Hermes::new(opts.feeds as usize, tl.start, Rng::new(seed, 2));
-        let keeper = Keeper::new(hermes.feeds.len(), tl.start, tl.keeper_from, Rng::new(seed, 3));
-        let sol = hermes.feeds.get(hermes::SOL).map_or(14_237_123_456, |f| f.price);
+        let keeper = Keeper::new(
+            hermes.feeds.len(),
+            tl.start,
+            tl.keeper_from,
+            Rng::new(seed, 3),
+        );
+        let sol = hermes
+            .feeds
+            .get(hermes::SOL)
+            .map_or(14_237_123_456, |f| f.price);
         let market = Market::new(opts.tokens as usize, &tl, Rng::new(seed, 4), sol);
-        let providers = [Provider::new(Rng::new(seed, 5)), Provider::new(Rng::new(seed, 6))];
+        let providers = [
+            Provider::new(Rng::new(seed, 5)),
+            Provider::new(Rng::new(seed, 6)),
+        ];
         let mut cadence = Rng::new(seed, 7);
         let start = tl.start;
         let mut next = [u64::MAX; PROCESSES];
@@ -249,7 +264,11 @@ impl Generator {
             // The earliest due process; ties go to the lower number, watermarks last.
             let mut best = (u64::MAX, usize::MAX);
             for p in 0..PROCESSES {
-                let queued = self.outbox.get(p).and_then(|q| q.front()).map_or(u64::MAX, |e| e.t);
+                let queued = self
+                    .outbox
+                    .get(p)
+                    .and_then(|q| q.front())
+                    .map_or(u64::MAX, |e| e.t);
                 let due = self.next.get(p).copied().unwrap_or(u64::MAX).min(queued);
                 if due < best.0 {
                     best = (due, p);
@@ -316,7 +335,9 @@ impl Generator {
                 // The server's last word before the stream ends; the fallback poller starts.
                 self.outage_announced = true;
                 self.next[P_REST] = t + self.cadence.jitter(1000, 150);
-                return self.sink.envelope(w, Endpoint::HermesStream, t, "error", STREAM_TIMEOUT);
+                return self
+                    .sink
+                    .envelope(w, Endpoint::HermesStream, t, "error", STREAM_TIMEOUT);
             }
             if outage.contains(t) {
                 return Ok(());
@@ -328,7 +349,8 @@ impl Generator {
         self.hermes.select(&mut self.selected);
         self.buf.clear();
         if self.faults.take(Fault::HermesTruncated, t) {
-            self.hermes.write_update(&mut self.buf, t, &self.selected, None);
+            self.hermes
+                .write_update(&mut self.buf, t, &self.selected, None);
             let len = self.buf.len() as u64;
             let cut = len / 4 + self.cadence.below(len / 2);
             self.buf.truncate(cut as usize);
@@ -338,13 +360,15 @@ impl Generator {
                 .faults
                 .take(Fault::HermesNegative, t)
                 .then(|| self.hermes.pick(self.selected.len()));
-            self.hermes.write_update(&mut self.buf, t, &self.selected, negate);
+            self.hermes
+                .write_update(&mut self.buf, t, &self.selected, negate);
             let good = (self.selected.len() - usize::from(negate.is_some())) as u64;
             self.sink.summary.hermes_updates += good;
             self.sink.summary.price_updates += good;
             self.sink.summary.malformed += u64::from(negate.is_some());
         }
-        self.sink.envelope(w, Endpoint::HermesStream, t, "", &self.buf)
+        self.sink
+            .envelope(w, Endpoint::HermesStream, t, "", &self.buf)
     }
 
     /// The REST fallback poller, while the stream is down.
@@ -358,11 +382,13 @@ impl Generator {
         self.selected.clear();
         self.selected.extend(0..self.hermes.published);
         self.buf.clear();
-        self.hermes.write_update(&mut self.buf, t, &self.selected, None);
+        self.hermes
+            .write_update(&mut self.buf, t, &self.selected, None);
         let n = self.selected.len() as u64;
         self.sink.summary.hermes_updates += n;
         self.sink.summary.price_updates += n;
-        self.sink.envelope(w, Endpoint::HermesLatest, t, "", &self.buf)
+        self.sink
+            .envelope(w, Endpoint::HermesLatest, t, "", &self.buf)
     }
 
     /// A boost-list poll: the list changes whether or not the poll gets through.
@@ -380,7 +406,8 @@ impl Generator {
             let corrupted = self.market.write_boosts(&mut self.buf, bad);
             self.sink.summary.malformed += u64::from(corrupted);
         }
-        self.sink.envelope(w, Endpoint::DexscreenerBoosts, t, "", &self.buf)
+        self.sink
+            .envelope(w, Endpoint::DexscreenerBoosts, t, "", &self.buf)
     }
 
     /// A pair-price poll: one `/tokens/v1` request per chain with listed tokens, a little
@@ -405,9 +432,12 @@ impl Generator {
                 cloudflare_page(&mut raw, self.cadence.u64());
                 (0, 1)
             } else {
-                let bad_pair = bad_price.then(|| self.cadence.index(self.market.pair_count(&tokens)));
+                let bad_pair =
+                    bad_price.then(|| self.cadence.index(self.market.pair_count(&tokens)));
                 bad_price = false;
-                let prices = self.market.write_pairs(&mut raw, &tokens, &quotes, bad_pair);
+                let prices = self
+                    .market
+                    .write_pairs(&mut raw, &tokens, &quotes, bad_pair);
                 (prices, u64::from(bad_pair.is_some()))
             };
             if let Some(queue) = self.outbox.get_mut(P_TOKENS) {
@@ -438,7 +468,8 @@ impl Generator {
             let priced = self.market.write_birdeye(&mut self.buf, t, &quotes);
             self.sink.summary.price_updates += priced;
         }
-        self.sink.envelope(w, Endpoint::BirdeyeMultiPrice, t, "solana", &self.buf)
+        self.sink
+            .envelope(w, Endpoint::BirdeyeMultiPrice, t, "solana", &self.buf)
     }
 
     /// A round of on-chain reads.
@@ -452,7 +483,9 @@ impl Generator {
             let published = self.hermes.published;
             let failed = (published > 0 && self.faults.take(Fault::ChainUnknownError, t))
                 .then(|| self.cadence.index(published));
-            let json = self.keeper.read_round(t, &self.hermes.feeds, published, failed);
+            let json = self
+                .keeper
+                .read_round(t, &self.hermes.feeds, published, failed);
             self.buf.extend_from_slice(json.as_bytes());
             self.sink.summary.malformed += u64::from(failed.is_some());
         }
@@ -472,18 +505,27 @@ impl Generator {
         let mut version_two = self.faults.take(Fault::MeshV2, t);
         let sol = self.quotes().sol;
         let mut quotes = Vec::new();
-        let Some(provider) = self.providers.get_mut(k) else { return };
+        let Some(provider) = self.providers.get_mut(k) else {
+            return;
+        };
         let lag = provider.range(50, 1_500) as u64;
         quotes.push(mesh::Quote {
             asset: "SOL".into(),
-            mantissa: skew(i128::from(sol) * i128::from(1_000_000 + provider.range(-500, 500)) / 1_000_000),
+            mantissa: skew(
+                i128::from(sol) * i128::from(1_000_000 + provider.range(-500, 500)) / 1_000_000,
+            ),
             expo: -8,
             publish_ms: t.saturating_sub(lag),
             change_bp: self.market.sol_change_24h_bp(sol),
         });
         for i in self.market.top_solana(3) {
-            let Some(token) = self.market.tokens.get(i) else { continue };
-            let mantissa = i128::from(token.price) * 1000 * i128::from(1_000_000 + provider.range(-1_000, 1_000)) / 1_000_000;
+            let Some(token) = self.market.tokens.get(i) else {
+                continue;
+            };
+            let mantissa = i128::from(token.price)
+                * 1000
+                * i128::from(1_000_000 + provider.range(-1_000, 1_000))
+                / 1_000_000;
             quotes.push(mesh::Quote {
                 asset: format!("{}:{}", token.chain.slug(), token.address),
                 mantissa: skew(mantissa),
@@ -513,7 +555,8 @@ impl Generator {
 
     /// The quote assets' USD prices now.
     fn quotes(&self) -> Quotes {
-        let price = |i: usize, fallback: i64| self.hermes.feeds.get(i).map_or(fallback, |f| f.price);
+        let price =
+            |i: usize, fallback: i64| self.hermes.feeds.get(i).map_or(fallback, |f| f.price);
         Quotes {
             sol: price(hermes::SOL, 14_237_123_456),
             eth: price(hermes::ETH, 341_234_567_890),

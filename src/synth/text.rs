@@ -243,7 +243,10 @@ mod tests {
         assert_eq!(s(|b| push_float(b, 141203118, -13, 15)), "1.41203118e-05");
         assert_eq!(s(|b| push_float(b, 9917, -11, 15)), "9.917e-08");
         assert_eq!(s(|b| push_float(b, 1, -4, 15)), "0.0001");
-        assert_eq!(s(|b| push_float(b, 14237118820455194, -14, 15)), "142.371188204552");
+        assert_eq!(
+            s(|b| push_float(b, 14237118820455194, -14, 15)),
+            "142.371188204552"
+        );
         assert_eq!(s(|b| push_float(b, 1, 0, 15)), "1");
         for text in ["1.41203118e-05", "142.371188204552"] {
             assert!(serde_json::from_str::<f64>(text).is_ok());
@@ -261,13 +264,22 @@ mod tests {
 
     #[test]
     fn human_time_is_utc() {
-        assert_eq!(s(|b| push_human_time(b, 1_795_247_993)), "2026-11-21T07:59:53");
+        assert_eq!(
+            s(|b| push_human_time(b, 1_795_247_993)),
+            "2026-11-21T07:59:53"
+        );
         assert_eq!(s(|b| push_human_time(b, 0)), "1970-01-01T00:00:00");
-        assert_eq!(s(|b| push_human_time(b, 951_782_400)), "2000-02-29T00:00:00");
+        assert_eq!(
+            s(|b| push_human_time(b, 951_782_400)),
+            "2000-02-29T00:00:00"
+        );
     }
 
     #[test]
     fn strings_escape() {
-        assert_eq!(s(|b| push_json_str(b, "a\"b\\\n\u{1}é")), r#""a\"b\\\n\u0001é""#);
+        assert_eq!(
+            s(|b| push_json_str(b, "a\"b\\\n\u{1}é")),
+            r#""a\"b\\\n\u0001é""#
+        );
     }
 }

@@ -1,0 +1,223 @@
+//! Replaying the bundled recording: identical journals across runs, worker counts and
+//! processes; every journal kind present; truncated and foreign recordings handled.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn sluice() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    cmd.env("RUST_LOG", "warn");
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("sluice runs");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Replays the bundled recording with `args`; returns the journal's bytes.
+fn replay_bundled(dir: &Path, name: &str, args: &[&str]) -> Vec<u8> {
+    let out = dir.join(name);
+    run(sluice().arg("replay").arg("--quiet").arg("--out").arg(&out).args(args));
+    std::fs::read(out.join("journal.jsonl")).expect("journal written")
+}
+
+fn kinds(journal: &[u8]) -> BTreeSet<String> {
+    String::from_utf8_lossy(journal)
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).expect("journal lines are JSON");
+            v["kind"].as_str().expect("every line has a kind").to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn journals_are_identical_across_runs_and_worker_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = replay_bundled(dir.path(), "first", &[]);
+    assert!(reference.len() > 10_000, "a real journal");
+    assert_eq!(replay_bundled(dir.path(), "second", &[]), reference, "a second run");
+    for workers in ["1", "2", "4"] {
+        let journal = replay_bundled(dir.path(), &format!("w{workers}"), &["--workers", workers]);
+        assert!(journal == reference, "--workers {workers} differs");
+    }
+}
+
+#[test]
+fn the_bundled_journal_has_every_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = replay_bundled(dir.path(), "j", &[]);
+    let found = kinds(&journal);
+    for kind in [
+        "entry",
+        "exit",
+        "rank_up",
+        "rank_down",
+        "high_momentum",
+        "price_discrepancy",
+        "push_batch",
+        "order",
+        "fill",
+        "order_rejected",
+        "tier_change",
+        "invalid_input",
+    ] {
+        assert!(found.contains(kind), "no {kind} in {found:?}");
+    }
+    let text = String::from_utf8(journal).unwrap();
+    assert!(text.contains("\"reason\":\"halted\""), "Emergency halts new entries");
+    assert!(text.contains("\"to\":\"emergency\""));
+    // Inputs are journaled only on request.
+    assert!(!found.contains("price"));
+    let with_inputs = kinds(&replay_bundled(dir.path(), "inputs", &["--journal-inputs"]));
+    for kind in ["price", "boost_snapshot", "chain_target", "mesh_price"] {
+        assert!(with_inputs.contains(kind), "no {kind} with --journal-inputs");
+    }
+}
+
+#[test]
+fn the_journal_is_in_time_order_and_canonical_within_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = String::from_utf8(replay_bundled(dir.path(), "j", &[])).unwrap();
+    let mut previous: Option<(u64, String)> = None;
+    for line in journal.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let t = v["t"].as_u64().unwrap();
+        let rest = line.split_once(',').unwrap().1.to_owned();
+        if let Some((pt, prest)) = &previous {
+            assert!(*pt < t || (*pt == t && *prest <= rest), "out of order:\n{prest}\n{rest}");
+        }
+        previous = Some((t, rest));
+    }
+}
+
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> =
+        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+/// Kills the children if a test fails midway, so no process outlives the test.
+struct Reaper(Vec<Child>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn two_processes_write_the_same_journal_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = replay_bundled(dir.path(), "single", &[]);
+    let hostfile: PathBuf = dir.path().join("hosts");
+    let ports = free_ports(2);
+    std::fs::write(&hostfile, ports.iter().map(|p| format!("127.0.0.1:{p}\n")).collect::<String>()).unwrap();
+    let mut reaper = Reaper(Vec::new());
+    for process in 0..2 {
+        let child = sluice()
+            .args(["replay", "--quiet", "--workers", "2", "--processes", "2", "--process"])
+            .arg(process.to_string())
+            .arg("--hostfile")
+            .arg(&hostfile)
+            .arg("--out")
+            .arg(dir.path().join(format!("p{process}")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        reaper.0.push(child);
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for child in &mut reaper.0 {
+        loop {
+            match child.try_wait().unwrap() {
+                Some(status) => {
+                    assert!(status.success(), "a process failed");
+                    break;
+                }
+                None if Instant::now() > deadline => panic!("the cluster did not finish"),
+                None => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+    let journal = std::fs::read(dir.path().join("p0").join("journal.jsonl")).unwrap();
+    assert!(journal == reference, "the two-process journal differs from the single-process one");
+    assert!(!dir.path().join("p1").join("journal.jsonl").exists(), "only process 0 writes the journal");
+}
+
+#[test]
+fn a_truncated_recording_replays_its_prefix_and_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole.rec");
+    run(sluice()
+        .args(["synth", "--minutes", "2", "--feeds", "3", "--tokens", "20", "--codec", "none", "--out"])
+        .arg(&whole));
+    let bytes = std::fs::read(&whole).unwrap();
+    let cut = dir.path().join("cut.rec");
+    std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let out = run(sluice().arg("replay").arg(&cut).arg("--out").arg(dir.path().join("o")).arg("--journal-inputs"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("truncated at byte offset"), "{stderr}");
+    let journal = std::fs::read_to_string(dir.path().join("o").join("journal.jsonl")).unwrap();
+    assert!(journal.lines().count() > 100, "the intact prefix was replayed");
+}
+
+#[test]
+fn a_corrupt_frame_in_the_middle_is_an_error_naming_its_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole.rec");
+    run(sluice()
+        .args(["synth", "--minutes", "1", "--feeds", "2", "--tokens", "10", "--codec", "none", "--out"])
+        .arg(&whole));
+    let mut bytes = std::fs::read(&whole).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    let bad = dir.path().join("bad.rec");
+    std::fs::write(&bad, &bytes).unwrap();
+    let out = sluice().arg("replay").arg(&bad).arg("--out").arg(dir.path().join("o")).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("corrupt frame at byte offset"), "{stderr}");
+}
+
+#[test]
+fn a_file_that_is_not_a_recording_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    std::fs::write(&path, "just some text, long enough to have a header").unwrap();
+    let out = sluice().arg("replay").arg(&path).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not a sluice recording"), "{stderr}");
+}
+
+#[test]
+fn dump_and_import_are_inverses() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = dir.path().join("a.rec");
+    run(sluice()
+        .args(["synth", "--minutes", "1", "--feeds", "2", "--tokens", "10", "--codec", "none", "--out"])
+        .arg(&original));
+    let dump = run(sluice().arg("dump").arg(&original)).stdout;
+    let dump_path = dir.path().join("a.jsonl");
+    std::fs::write(&dump_path, &dump).unwrap();
+    let back = dir.path().join("b.rec");
+    run(sluice()
+        .args(["import", "--format", "dump", "--codec", "none", "--out"])
+        .arg(&back)
+        .arg(&dump_path));
+    assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&original).unwrap(), "byte-identical");
+}
