@@ -5,14 +5,14 @@ use std::sync::{Arc, Mutex};
 
 use proptest::prelude::*;
 use sluice::config::{DebounceConfig, Percent, UnlistedFeeds};
-use sluice::dataflow::debounce::{debounce, DebounceTiming, FeedTarget, FeedTick};
+use sluice::dataflow::debounce::{DebounceTiming, FeedTarget, FeedTick, debounce};
 use sluice::model::{Decimal, FeedId};
 use sluice::ops::debounce::{
-    should_update, BatchEntry, Decision, EarlyThresholds, FeedRules, FeedState, PushBatch, Quote, Reason,
-    SourcePrice, Thresholds, WindowSchedule,
+    BatchEntry, Decision, EarlyThresholds, FeedRules, FeedState, PushBatch, Quote, Reason,
+    SourcePrice, Thresholds, WindowSchedule, should_update,
 };
-use timely::dataflow::operators::{Input, Inspect, Probe};
 use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::{Input, Inspect, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle};
 
 // ---------------------------------------------------------------------------------------------
@@ -20,7 +20,9 @@ use timely::dataflow::{InputHandle, ProbeHandle};
 
 /// The pusher's `shouldUpdate`, transcribed with JS numbers (f64): expo ignored, raw mantissas.
 fn pyth_should_update(rule: &FloatRule, source: &Quote, target: Option<&Quote>) -> Decision {
-    let Some(target) = target else { return Decision::Yes(Reason::Initial) };
+    let Some(target) = target else {
+        return Decision::Yes(Reason::Initial);
+    };
     if source.publish_time < target.publish_time {
         return Decision::No;
     }
@@ -176,39 +178,59 @@ fn config(debounce_ms: u64, early_for_feed_2: bool) -> DebounceConfig {
 
 fn inputs() -> impl Strategy<Value = Vec<Event>> {
     // A few feeds random-walking, chain reads now and then; times on ticks.
-    proptest::collection::vec((0u8..4, 0u64..3, -40i64..40, 0u64..30, any::<bool>(), 0u8..10), 1..120).prop_map(
-        |steps| {
-            let mut t = 1_000_000u64;
-            let mut price = [100_000i64; 4];
-            let mut publish = [1_000i64; 4];
-            let mut out = Vec::new();
-            for (f, gap_ticks, step, conf, read, kind) in steps {
-                t += gap_ticks * 50 * TICK;
-                let i = f as usize;
-                if kind < 8 {
-                    price[i] += step * 30;
-                    publish[i] += (gap_ticks as i64) + 1;
-                    out.push(Event::Price(
-                        t,
-                        FeedTick {
-                            feed: feed(f),
-                            quote: Quote { price: price[i], conf: conf * 100, expo: -5, publish_time: publish[i] },
-                            update_data: Some(bytes::Bytes::from(format!("{f:02x}{:08x}", publish[i]))),
-                        },
-                    ));
-                } else {
-                    let price = read.then_some(Quote {
-                        price: price[i] - 500,
-                        conf: 1,
-                        expo: -5,
-                        publish_time: publish[i] - 3,
-                    });
-                    out.push(Event::Read(t, FeedTarget { feed: feed(f), price }));
-                }
-            }
-            out
-        },
+    proptest::collection::vec(
+        (
+            0u8..4,
+            0u64..3,
+            -40i64..40,
+            0u64..30,
+            any::<bool>(),
+            0u8..10,
+        ),
+        1..120,
     )
+    .prop_map(|steps| {
+        let mut t = 1_000_000u64;
+        let mut price = [100_000i64; 4];
+        let mut publish = [1_000i64; 4];
+        let mut out = Vec::new();
+        for (f, gap_ticks, step, conf, read, kind) in steps {
+            t += gap_ticks * 50 * TICK;
+            let i = f as usize;
+            if kind < 8 {
+                price[i] += step * 30;
+                publish[i] += (gap_ticks as i64) + 1;
+                out.push(Event::Price(
+                    t,
+                    FeedTick {
+                        feed: feed(f),
+                        quote: Quote {
+                            price: price[i],
+                            conf: conf * 100,
+                            expo: -5,
+                            publish_time: publish[i],
+                        },
+                        update_data: Some(bytes::Bytes::from(format!("{f:02x}{:08x}", publish[i]))),
+                    },
+                ));
+            } else {
+                let price = read.then_some(Quote {
+                    price: price[i] - 500,
+                    conf: 1,
+                    expo: -5,
+                    publish_time: publish[i] - 3,
+                });
+                out.push(Event::Read(
+                    t,
+                    FeedTarget {
+                        feed: feed(f),
+                        price,
+                    },
+                ));
+            }
+        }
+        out
+    })
 }
 
 /// The semantics in a plain loop: time by time, one worker, no notices.
@@ -230,8 +252,16 @@ fn naive(inputs: &[Event], config: &DebounceConfig, final_watermark: u64) -> Vec
         }
         if let Some(entries) = commits.remove(&t) {
             for e in &entries {
-                let quote = Quote { price: e.price, conf: e.conf, expo: e.expo, publish_time: e.publish_time };
-                feeds.get_mut(&e.id).unwrap().pushed(quote, t, config.receipt_timeout_ms);
+                let quote = Quote {
+                    price: e.price,
+                    conf: e.conf,
+                    expo: e.expo,
+                    publish_time: e.publish_time,
+                };
+                feeds
+                    .get_mut(&e.id)
+                    .unwrap()
+                    .pushed(quote, t, config.receipt_timeout_ms);
             }
             batches += 1;
             out.push((t, PushBatch::new(batches, entries)));
@@ -267,7 +297,13 @@ fn naive(inputs: &[Event], config: &DebounceConfig, final_watermark: u64) -> Vec
         }
         let mut batch = by_time.remove(&t).unwrap_or_default();
         batch.sort_by_key(|i| match i {
-            Event::Read(_, r) => (0, r.feed, r.price.map(|p| p.publish_time).unwrap_or(-1), 0, 0),
+            Event::Read(_, r) => (
+                0,
+                r.feed,
+                r.price.map(|p| p.publish_time).unwrap_or(-1),
+                0,
+                0,
+            ),
             Event::Price(_, p) => (1, p.feed, p.quote.publish_time, p.quote.price, p.quote.conf),
         });
         let mut changed = BTreeSet::new();
@@ -278,15 +314,22 @@ fn naive(inputs: &[Event], config: &DebounceConfig, final_watermark: u64) -> Vec
                     changed.insert(r.feed);
                 }
                 Event::Price(_, p) => {
-                    let price = SourcePrice { quote: p.quote, update_data: p.update_data };
-                    feeds.entry(p.feed).or_default().offer(price, t, config.max_staleness_secs * 1000);
+                    let price = SourcePrice {
+                        quote: p.quote,
+                        update_data: p.update_data,
+                    };
+                    feeds.entry(p.feed).or_default().offer(
+                        price,
+                        t,
+                        config.max_staleness_secs * 1000,
+                    );
                     changed.insert(p.feed);
                 }
             }
         }
-        let yes = changed.iter().any(|id| {
-            matches!(feeds[id].decide(rules.get(id).unwrap()), Decision::Yes(_))
-        });
+        let yes = changed
+            .iter()
+            .any(|id| matches!(feeds[id].decide(rules.get(id).unwrap()), Decision::Yes(_)));
         if yes && let Some(close) = windows.on_yes(t) {
             times.insert(close);
         }
@@ -295,15 +338,23 @@ fn naive(inputs: &[Event], config: &DebounceConfig, final_watermark: u64) -> Vec
 }
 
 /// The operator on `workers` workers, inputs advanced `batch` ticks at a time.
-fn dataflow(inputs: &[Event], config: &DebounceConfig, final_watermark: u64, workers: usize, batch: u64) -> Vec<(u64, PushBatch)> {
+fn dataflow(
+    inputs: &[Event],
+    config: &DebounceConfig,
+    final_watermark: u64,
+    workers: usize,
+    batch: u64,
+) -> Vec<(u64, PushBatch)> {
     let out: Arc<Mutex<Vec<(u64, PushBatch)>>> = Arc::default();
     let sink = Arc::clone(&out);
     let inputs = inputs.to_vec();
     let config = config.clone();
     timely::execute(timely::Config::process(workers), move |worker| {
         let index = worker.index();
-        let mut prices: InputHandle<u64, CapacityContainerBuilder<Vec<FeedTick>>> = InputHandle::new();
-        let mut reads: InputHandle<u64, CapacityContainerBuilder<Vec<FeedTarget>>> = InputHandle::new();
+        let mut prices: InputHandle<u64, CapacityContainerBuilder<Vec<FeedTick>>> =
+            InputHandle::new();
+        let mut reads: InputHandle<u64, CapacityContainerBuilder<Vec<FeedTarget>>> =
+            InputHandle::new();
         let probe = ProbeHandle::new();
         let sink = Arc::clone(&sink);
         let rules = Arc::new(FeedRules::from_config(&config));
@@ -314,9 +365,14 @@ fn dataflow(inputs: &[Event], config: &DebounceConfig, final_watermark: u64, wor
             tick_ms: TICK,
         };
         worker.dataflow::<u64, _, _>(|scope| {
-            debounce(scope.input_from(&mut prices), scope.input_from(&mut reads), rules, timing)
-                .inspect_time(move |t, b| sink.lock().unwrap().push((*t, b.clone())))
-                .probe_with(&probe);
+            debounce(
+                scope.input_from(&mut prices),
+                scope.input_from(&mut reads),
+                rules,
+                timing,
+            )
+            .inspect_time(move |t, b| sink.lock().unwrap().push((*t, b.clone())))
+            .probe_with(&probe);
         });
         // Spread the inputs over the workers by position, to exercise routing.
         let mut next = 0;
@@ -377,7 +433,12 @@ fn a_quiet_feed_joins_a_moving_feeds_batch_early() {
             t,
             FeedTick {
                 feed: feed(f),
-                quote: Quote { price, conf: 1, expo: -5, publish_time: publish },
+                quote: Quote {
+                    price,
+                    conf: 1,
+                    expo: -5,
+                    publish_time: publish,
+                },
                 update_data: None,
             },
         )
@@ -391,9 +452,19 @@ fn a_quiet_feed_joins_a_moving_feeds_batch_early() {
     ];
     let batches = naive(&inputs, &config, 20_000);
     assert_eq!(batches.len(), 2, "{batches:?}");
-    assert!(batches[0].1.feeds.iter().all(|f| f.reason == Reason::Initial));
+    assert!(
+        batches[0]
+            .1
+            .feeds
+            .iter()
+            .all(|f| f.reason == Reason::Initial)
+    );
     let second = &batches[1].1;
-    assert_eq!(batches[1].0, 5_000 + 100 + TICK, "window end plus the verdict tick");
+    assert_eq!(
+        batches[1].0,
+        5_000 + 100 + TICK,
+        "window end plus the verdict tick"
+    );
     let reasons: Vec<Reason> = second.feeds.iter().map(|f| f.reason).collect();
     assert_eq!(reasons, vec![Reason::Deviation, Reason::Early]);
     for workers in [1, 2, 4] {

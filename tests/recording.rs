@@ -5,9 +5,7 @@ use std::io::Write;
 use bytes::Bytes;
 use proptest::prelude::*;
 use sluice::model::{Endpoint, Envelope, Source};
-use sluice::record::{
-    Codec, Item, RecordError, RecordingMeta, RecordingReader, RecordingWriter,
-};
+use sluice::record::{Codec, Item, RecordError, RecordingMeta, RecordingReader, RecordingWriter};
 
 fn item_strategy() -> impl Strategy<Value = Item> {
     let envelope = (
@@ -57,7 +55,7 @@ fn read_all(bytes: Vec<u8>) -> (Vec<Item>, Result<(), RecordError>) {
     };
     let mut items = Vec::new();
     loop {
-        match reader.next() {
+        match reader.next_item() {
             Ok(Some(item)) => items.push(item),
             Ok(None) => return (items, Ok(())),
             Err(e) => return (items, Err(e)),
@@ -118,7 +116,11 @@ fn zstd_truncation_is_reported_too() {
                 t_ms: i,
                 context: String::new(),
                 // Incompressible enough that the stream spans many zstd blocks.
-                raw: Bytes::from((0..10_000u64).map(|j| (j.wrapping_mul(2654435761).wrapping_add(i) >> 7) as u8).collect::<Vec<u8>>()),
+                raw: Bytes::from(
+                    (0..10_000u64)
+                        .map(|j| (j.wrapping_mul(2654435761).wrapping_add(i) >> 7) as u8)
+                        .collect::<Vec<u8>>(),
+                ),
                 seq: 0,
             })
         })
@@ -162,7 +164,13 @@ fn corrupt_middle_frame_names_its_offset() {
 
 #[test]
 fn absurd_frame_length_is_corruption_not_truncation() {
-    let items = vec![Item::Watermark { source: Source::Hermes, t_ms: 1 }; 3];
+    let items = vec![
+        Item::Watermark {
+            source: Source::Hermes,
+            t_ms: 1
+        };
+        3
+    ];
     let mut bytes = write(&items, Codec::None);
     let meta_end = bytes.len() - 3 * (8 + 10) - (8 + 9);
     bytes[meta_end + 8 + 18 + 3] = 0x7f; // second watermark's length field, high byte
@@ -176,10 +184,15 @@ fn foreign_files_are_refused_clearly() {
     for (bytes, needle) in [
         (b"{\"not\":\"a recording\"}".to_vec(), "magic"),
         (b"SLUI".to_vec(), "header"),
-        ([b"SLUICREC".as_slice(), &[9, 0, 0, 0, 0, 0, 0, 0]].concat(), "version 9"),
+        (
+            [b"SLUICREC".as_slice(), &[9, 0, 0, 0, 0, 0, 0, 0]].concat(),
+            "version 9",
+        ),
     ] {
         match RecordingReader::from_bytes(Bytes::from(bytes)) {
-            Err(RecordError::NotARecording { reason, .. }) => assert!(reason.contains(needle), "{reason}"),
+            Err(RecordError::NotARecording { reason, .. }) => {
+                assert!(reason.contains(needle), "{reason}")
+            }
             Err(other) => panic!("unexpected error {other}"),
             Ok(_) => panic!("accepted a foreign file"),
         }
@@ -194,18 +207,28 @@ fn files_open_and_skip_unwanted_envelopes() {
         .flat_map(|i| {
             [
                 Item::Envelope(Envelope {
-                    endpoint: if i % 2 == 0 { Endpoint::HermesStream } else { Endpoint::DexscreenerBoosts },
+                    endpoint: if i % 2 == 0 {
+                        Endpoint::HermesStream
+                    } else {
+                        Endpoint::DexscreenerBoosts
+                    },
                     t_ms: i,
                     context: "ctx".into(),
                     raw: Bytes::from(vec![b'z'; 1000 * (i as usize % 7)]),
                     seq: 0,
                 }),
-                Item::Watermark { source: Source::Hermes, t_ms: i },
+                Item::Watermark {
+                    source: Source::Hermes,
+                    t_ms: i,
+                },
             ]
         })
         .collect();
     let bytes = write(&items, Codec::None);
-    std::fs::File::create(&path).unwrap().write_all(&bytes).unwrap();
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(&bytes)
+        .unwrap();
     let mut reader = RecordingReader::open(&path).unwrap();
     let mut kept = Vec::new();
     while let Some(item) = reader.next_where(|_, seq| seq % 3 == 1).unwrap() {
@@ -219,5 +242,8 @@ fn files_open_and_skip_unwanted_envelopes() {
         })
         .collect();
     assert_eq!(kept, expected);
-    assert_eq!(reader.progress(), (bytes.len() as u64, Some(bytes.len() as u64)));
+    assert_eq!(
+        reader.progress(),
+        (bytes.len() as u64, Some(bytes.len() as u64))
+    );
 }

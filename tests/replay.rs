@@ -26,7 +26,12 @@ fn run(cmd: &mut Command) -> Output {
 /// Replays the bundled recording with `args`; returns the journal's bytes.
 fn replay_bundled(dir: &Path, name: &str, args: &[&str]) -> Vec<u8> {
     let out = dir.join(name);
-    run(sluice().arg("replay").arg("--quiet").arg("--out").arg(&out).args(args));
+    run(sluice()
+        .arg("replay")
+        .arg("--quiet")
+        .arg("--out")
+        .arg(&out)
+        .args(args));
     std::fs::read(out.join("journal.jsonl")).expect("journal written")
 }
 
@@ -35,7 +40,10 @@ fn kinds(journal: &[u8]) -> BTreeSet<String> {
         .lines()
         .map(|line| {
             let v: serde_json::Value = serde_json::from_str(line).expect("journal lines are JSON");
-            v["kind"].as_str().expect("every line has a kind").to_owned()
+            v["kind"]
+                .as_str()
+                .expect("every line has a kind")
+                .to_owned()
         })
         .collect()
 }
@@ -45,7 +53,11 @@ fn journals_are_identical_across_runs_and_worker_counts() {
     let dir = tempfile::tempdir().unwrap();
     let reference = replay_bundled(dir.path(), "first", &[]);
     assert!(reference.len() > 10_000, "a real journal");
-    assert_eq!(replay_bundled(dir.path(), "second", &[]), reference, "a second run");
+    assert_eq!(
+        replay_bundled(dir.path(), "second", &[]),
+        reference,
+        "a second run"
+    );
     for workers in ["1", "2", "4"] {
         let journal = replay_bundled(dir.path(), &format!("w{workers}"), &["--workers", workers]);
         assert!(journal == reference, "--workers {workers} differs");
@@ -74,13 +86,19 @@ fn the_bundled_journal_has_every_kind() {
         assert!(found.contains(kind), "no {kind} in {found:?}");
     }
     let text = String::from_utf8(journal).unwrap();
-    assert!(text.contains("\"reason\":\"halted\""), "Emergency halts new entries");
+    assert!(
+        text.contains("\"reason\":\"halted\""),
+        "Emergency halts new entries"
+    );
     assert!(text.contains("\"to\":\"emergency\""));
     // Inputs are journaled only on request.
     assert!(!found.contains("price"));
     let with_inputs = kinds(&replay_bundled(dir.path(), "inputs", &["--journal-inputs"]));
     for kind in ["price", "boost_snapshot", "chain_target", "mesh_price"] {
-        assert!(with_inputs.contains(kind), "no {kind} with --journal-inputs");
+        assert!(
+            with_inputs.contains(kind),
+            "no {kind} with --journal-inputs"
+        );
     }
 }
 
@@ -94,16 +112,23 @@ fn the_journal_is_in_time_order_and_canonical_within_a_time() {
         let t = v["t"].as_u64().unwrap();
         let rest = line.split_once(',').unwrap().1.to_owned();
         if let Some((pt, prest)) = &previous {
-            assert!(*pt < t || (*pt == t && *prest <= rest), "out of order:\n{prest}\n{rest}");
+            assert!(
+                *pt < t || (*pt == t && *prest <= rest),
+                "out of order:\n{prest}\n{rest}"
+            );
         }
         previous = Some((t, rest));
     }
 }
 
 fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<std::net::TcpListener> =
-        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
 }
 
 /// Kills the children if a test fails midway, so no process outlives the test.
@@ -124,11 +149,26 @@ fn two_processes_write_the_same_journal_as_one() {
     let reference = replay_bundled(dir.path(), "single", &[]);
     let hostfile: PathBuf = dir.path().join("hosts");
     let ports = free_ports(2);
-    std::fs::write(&hostfile, ports.iter().map(|p| format!("127.0.0.1:{p}\n")).collect::<String>()).unwrap();
+    std::fs::write(
+        &hostfile,
+        ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}\n"))
+            .collect::<String>(),
+    )
+    .unwrap();
     let mut reaper = Reaper(Vec::new());
     for process in 0..2 {
         let child = sluice()
-            .args(["replay", "--quiet", "--workers", "2", "--processes", "2", "--process"])
+            .args([
+                "replay",
+                "--quiet",
+                "--workers",
+                "2",
+                "--processes",
+                "2",
+                "--process",
+            ])
             .arg(process.to_string())
             .arg("--hostfile")
             .arg(&hostfile)
@@ -154,8 +194,14 @@ fn two_processes_write_the_same_journal_as_one() {
         }
     }
     let journal = std::fs::read(dir.path().join("p0").join("journal.jsonl")).unwrap();
-    assert!(journal == reference, "the two-process journal differs from the single-process one");
-    assert!(!dir.path().join("p1").join("journal.jsonl").exists(), "only process 0 writes the journal");
+    assert!(
+        journal == reference,
+        "the two-process journal differs from the single-process one"
+    );
+    assert!(
+        !dir.path().join("p1").join("journal.jsonl").exists(),
+        "only process 0 writes the journal"
+    );
 }
 
 #[test]
@@ -163,16 +209,35 @@ fn a_truncated_recording_replays_its_prefix_and_warns() {
     let dir = tempfile::tempdir().unwrap();
     let whole = dir.path().join("whole.rec");
     run(sluice()
-        .args(["synth", "--minutes", "2", "--feeds", "3", "--tokens", "20", "--codec", "none", "--out"])
+        .args([
+            "synth",
+            "--minutes",
+            "2",
+            "--feeds",
+            "3",
+            "--tokens",
+            "20",
+            "--codec",
+            "none",
+            "--out",
+        ])
         .arg(&whole));
     let bytes = std::fs::read(&whole).unwrap();
     let cut = dir.path().join("cut.rec");
     std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
-    let out = run(sluice().arg("replay").arg(&cut).arg("--out").arg(dir.path().join("o")).arg("--journal-inputs"));
+    let out = run(sluice()
+        .arg("replay")
+        .arg(&cut)
+        .arg("--out")
+        .arg(dir.path().join("o"))
+        .arg("--journal-inputs"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("truncated at byte offset"), "{stderr}");
     let journal = std::fs::read_to_string(dir.path().join("o").join("journal.jsonl")).unwrap();
-    assert!(journal.lines().count() > 100, "the intact prefix was replayed");
+    assert!(
+        journal.lines().count() > 100,
+        "the intact prefix was replayed"
+    );
 }
 
 #[test]
@@ -180,14 +245,31 @@ fn a_corrupt_frame_in_the_middle_is_an_error_naming_its_offset() {
     let dir = tempfile::tempdir().unwrap();
     let whole = dir.path().join("whole.rec");
     run(sluice()
-        .args(["synth", "--minutes", "1", "--feeds", "2", "--tokens", "10", "--codec", "none", "--out"])
+        .args([
+            "synth",
+            "--minutes",
+            "1",
+            "--feeds",
+            "2",
+            "--tokens",
+            "10",
+            "--codec",
+            "none",
+            "--out",
+        ])
         .arg(&whole));
     let mut bytes = std::fs::read(&whole).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x55;
     let bad = dir.path().join("bad.rec");
     std::fs::write(&bad, &bytes).unwrap();
-    let out = sluice().arg("replay").arg(&bad).arg("--out").arg(dir.path().join("o")).output().unwrap();
+    let out = sluice()
+        .arg("replay")
+        .arg(&bad)
+        .arg("--out")
+        .arg(dir.path().join("o"))
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("corrupt frame at byte offset"), "{stderr}");
@@ -209,7 +291,18 @@ fn dump_and_import_are_inverses() {
     let dir = tempfile::tempdir().unwrap();
     let original = dir.path().join("a.rec");
     run(sluice()
-        .args(["synth", "--minutes", "1", "--feeds", "2", "--tokens", "10", "--codec", "none", "--out"])
+        .args([
+            "synth",
+            "--minutes",
+            "1",
+            "--feeds",
+            "2",
+            "--tokens",
+            "10",
+            "--codec",
+            "none",
+            "--out",
+        ])
         .arg(&original));
     let dump = run(sluice().arg("dump").arg(&original)).stdout;
     let dump_path = dir.path().join("a.jsonl");
@@ -219,5 +312,9 @@ fn dump_and_import_are_inverses() {
         .args(["import", "--format", "dump", "--codec", "none", "--out"])
         .arg(&back)
         .arg(&dump_path));
-    assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&original).unwrap(), "byte-identical");
+    assert_eq!(
+        std::fs::read(&back).unwrap(),
+        std::fs::read(&original).unwrap(),
+        "byte-identical"
+    );
 }

@@ -127,7 +127,7 @@ pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
 
 /// Installs the tracing subscriber (stderr; `RUST_LOG` filters, default `info`).
 pub fn init_logging(format: LogFormat) {
-    use tracing_subscriber::{fmt, prelude::*, EnvFilter};
+    use tracing_subscriber::{EnvFilter, fmt, prelude::*};
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
@@ -135,7 +135,12 @@ pub fn init_logging(format: LogFormat) {
             .with(fmt::layer().with_writer(std::io::stderr).with_target(false))
             .try_init(),
         LogFormat::Json => registry
-            .with(fmt::layer().json().flatten_event(true).with_writer(std::io::stderr))
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
     };
     if let Err(e) = result {

@@ -3,8 +3,8 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,9 +12,9 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::summary::print_summary;
-use super::{RunShape, BUNDLED_RECORDING};
+use super::{BUNDLED_RECORDING, RunShape};
 use sluice::dataflow::graph::Wiring;
-use sluice::dataflow::run::{replay, RecordingInput, ReplayOptions};
+use sluice::dataflow::run::{RecordingInput, ReplayOptions, replay};
 
 /// Arguments of `sluice replay`.
 #[derive(Debug, Args)]
@@ -37,17 +37,20 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         Some(path) => RecordingInput::File(path.clone()),
         None => RecordingInput::Bytes(Bytes::from_static(BUNDLED_RECORDING)),
     };
-    let total = input.len();
+    let total = input.size();
     let counter = Arc::new(AtomicU64::new(0));
-    let bar = (!args.quiet && std::io::stderr().is_terminal() && args.recording.is_some()).then(|| {
-        let bar = ProgressBar::new(total.unwrap_or(0));
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} replay [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+    let bar =
+        (!args.quiet && std::io::stderr().is_terminal() && args.recording.is_some()).then(|| {
+            let bar = ProgressBar::new(total.unwrap_or(0));
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} replay [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                )
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
-        );
-        bar
-    });
+            );
+            bar
+        });
     let stop = Arc::new(AtomicBool::new(false));
     let ticker = bar.clone().map(|bar| {
         let counter = Arc::clone(&counter);

@@ -18,12 +18,18 @@ pub fn print_summary(report: &ReplayReport, workers: usize) {
     rows.push(("  chain targets".into(), stats.targets.to_string()));
     rows.push(("  source notices".into(), stats.notices.to_string()));
     rows.push(("invalid inputs".into(), stats.invalid.to_string()));
-    rows.push(("events".into(), stats.events.values().sum::<u64>().to_string()));
+    rows.push((
+        "events".into(),
+        stats.events.values().sum::<u64>().to_string(),
+    ));
     for (kind, n) in &stats.events {
         rows.push((format!("  {kind}"), n.to_string()));
     }
     rows.push(("workers".into(), workers.to_string()));
-    rows.push(("elapsed".into(), format!("{:.3} s", report.elapsed.as_secs_f64())));
+    rows.push((
+        "elapsed".into(),
+        format!("{:.3} s", report.elapsed.as_secs_f64()),
+    ));
     rows.push((
         "throughput".into(),
         format!(
@@ -37,7 +43,10 @@ pub fn print_summary(report: &ReplayReport, workers: usize) {
         rows.push(("journal".into(), path.display().to_string()));
     }
     if let Some(OpenReport::Rebuilt { reason }) = &report.store_open {
-        rows.push(("store".into(), format!("rebuilt after corruption: {reason}")));
+        rows.push((
+            "store".into(),
+            format!("rebuilt after corruption: {reason}"),
+        ));
     }
     if let Some(offset) = report.truncated_at {
         rows.push(("truncated at".into(), format!("byte {offset}")));

@@ -90,7 +90,9 @@ pub fn dump(args: DumpArgs) -> anyhow::Result<ExitCode> {
     let summary = record::dump(reader, &mut out)?;
     out.flush()?;
     if let Some(offset) = summary.truncated_at {
-        eprintln!("warning: the recording is truncated at byte offset {offset}; dumped what precedes it");
+        eprintln!(
+            "warning: the recording is truncated at byte offset {offset}; dumped what precedes it"
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -160,11 +162,16 @@ fn endpoint_named(name: &str) -> anyhow::Result<Endpoint> {
         Some(Source::Mesh) => Ok(Endpoint::MeshPrice),
         Some(Source::Chain) => Ok(Endpoint::ChainRead),
         Some(Source::Dexscreener) => {
-            anyhow::bail!("--source dexscreener is ambiguous: say dexscreener_boosts or dexscreener_tokens")
+            anyhow::bail!(
+                "--source dexscreener is ambiguous: say dexscreener_boosts or dexscreener_tokens"
+            )
         }
         None => {
             let names: Vec<&str> = Endpoint::ALL.iter().map(|e| e.name()).collect();
-            anyhow::bail!("unknown --source {name:?}; expected one of {}", names.join(", "))
+            anyhow::bail!(
+                "unknown --source {name:?}; expected one of {}",
+                names.join(", ")
+            )
         }
     }
 }
@@ -176,7 +183,10 @@ pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
     let (format, meta) = match args.format {
         ImportFormatArg::Dump => (
             ImportFormat::Dump,
-            record::import_meta(&format!("imported dump {}", args.file.display()), Vec::new()),
+            record::import_meta(
+                &format!("imported dump {}", args.file.display()),
+                Vec::new(),
+            ),
         ),
         ImportFormatArg::Payloads => {
             let name = args.source.as_deref().unwrap_or_default();
@@ -193,10 +203,16 @@ pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
                     start_ms,
                     every_ms: args.cadence_ms,
                 },
-                (None, None) => anyhow::bail!("say where times come from: --time-field POINTER, or --start-ms MS"),
+                (None, None) => anyhow::bail!(
+                    "say where times come from: --time-field POINTER, or --start-ms MS"
+                ),
             };
             let meta = record::import_meta(
-                &format!("{} payloads imported from {}", endpoint, args.file.display()),
+                &format!(
+                    "{} payloads imported from {}",
+                    endpoint,
+                    args.file.display()
+                ),
                 vec![endpoint.source()],
             );
             (

@@ -57,10 +57,14 @@ impl<'de> Deserialize<'de> for Percent {
             // Rust prints the shortest text that reads back as the same f64: "0.5", not
             // 0.5000000000000000277.
             Raw::Float(f) if f.is_finite() => format!("{f}"),
-            Raw::Float(f) => return Err(serde::de::Error::custom(format!("{f} is not a percentage"))),
+            Raw::Float(f) => {
+                return Err(serde::de::Error::custom(format!("{f} is not a percentage")));
+            }
             Raw::Text(t) => t,
         };
-        Percent::parse(&text).ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not a decimal percentage")))
+        Percent::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!("{text:?} is not a decimal percentage"))
+        })
     }
 }
 
@@ -134,7 +138,10 @@ impl FusionConfig {
     pub(crate) fn validate(&self) -> Result<(), Problem> {
         for family in &self.source_order {
             if !SOURCE_FAMILIES.contains(&family.as_str()) {
-                return Err(("source_order", format!("unknown source {family:?}; expected {SOURCE_FAMILIES:?}")));
+                return Err((
+                    "source_order",
+                    format!("unknown source {family:?}; expected {SOURCE_FAMILIES:?}"),
+                ));
             }
         }
         for family in SOURCE_FAMILIES {
@@ -142,7 +149,11 @@ impl FusionConfig {
                 return Err(("staleness_secs", format!("no staleness for {family:?}")));
             }
         }
-        if let Some(family) = self.staleness_secs.keys().find(|k| !SOURCE_FAMILIES.contains(&k.as_str())) {
+        if let Some(family) = self
+            .staleness_secs
+            .keys()
+            .find(|k| !SOURCE_FAMILIES.contains(&k.as_str()))
+        {
             return Err(("staleness_secs", format!("unknown source {family:?}")));
         }
         if !self.discrepancy_threshold_percent.value().is_positive() {
@@ -245,15 +256,27 @@ impl DebounceConfig {
         if self.debounce_ms < tick_ms {
             return Err((
                 "debounce_ms",
-                format!("must be at least dataflow.tick_ms ({tick_ms}), got {}", self.debounce_ms),
+                format!(
+                    "must be at least dataflow.tick_ms ({tick_ms}), got {}",
+                    self.debounce_ms
+                ),
             ));
         }
         if self.force_update_interval_ms < 1000 {
-            return Err(("force_update_interval_ms", "must be at least 1000 (publish times are in seconds)".into()));
+            return Err((
+                "force_update_interval_ms",
+                "must be at least 1000 (publish times are in seconds)".into(),
+            ));
         }
-        for p in [&self.min_price_change_percent, &self.confidence_ratio_percent] {
+        for p in [
+            &self.min_price_change_percent,
+            &self.confidence_ratio_percent,
+        ] {
             if p.is_negative() {
-                return Err(("min_price_change_percent", "percentages must not be negative".into()));
+                return Err((
+                    "min_price_change_percent",
+                    "percentages must not be negative".into(),
+                ));
             }
         }
         let mut ids = std::collections::BTreeSet::new();
@@ -301,6 +324,10 @@ pub struct RiskConfig {
     pub recovery_hysteresis_percent: Percent,
     /// Size multipliers for Normal, Warning, Critical, Emergency.
     pub tier_multipliers: [Percent; 4],
+    /// An entry for a token with no price yet waits this long for its first one (s).
+    pub entry_price_wait_secs: u64,
+    /// Orders smaller than this (USD) are not placed.
+    pub min_order_usd: Percent,
 }
 
 impl RiskConfig {
@@ -313,10 +340,15 @@ impl RiskConfig {
             &self.critical_drawdown_percent,
             &self.emergency_drawdown_percent,
         ];
-        if ordered.windows(2).any(|w| w[0].value().cmp_value(&w[1].value()).is_ge())
+        if ordered
+            .windows(2)
+            .any(|w| w[0].value().cmp_value(&w[1].value()).is_ge())
             || !self.warning_drawdown_percent.value().is_positive()
         {
-            return Err(("warning_drawdown_percent", "tiers must be positive and increasing: warning < critical < emergency".into()));
+            return Err((
+                "warning_drawdown_percent",
+                "tiers must be positive and increasing: warning < critical < emergency".into(),
+            ));
         }
         if self.max_positions == 0 {
             return Err(("max_positions", "must be at least 1".into()));
@@ -326,7 +358,10 @@ impl RiskConfig {
             ("max_position_percent", &self.max_position_percent),
             ("stop_loss_percent", &self.stop_loss_percent),
             ("trailing_stop_percent", &self.trailing_stop_percent),
-            ("recovery_hysteresis_percent", &self.recovery_hysteresis_percent),
+            (
+                "recovery_hysteresis_percent",
+                &self.recovery_hysteresis_percent,
+            ),
         ] {
             if p.is_negative() || p.value().cmp_value(&Decimal::new(100, 0)).is_gt() {
                 return Err((key, format!("must be between 0 and 100, got {p}")));

@@ -17,15 +17,16 @@ mod secret;
 
 use std::path::{Path, PathBuf};
 
-use figment::providers::{Env, Format, Toml};
 use figment::Figment;
+use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
 pub use computations::{
-    DebounceConfig, EarlyUpdate, FeedConfig, FusionConfig, Percent, RiskConfig, TrendingConfig, UnlistedFeeds,
+    DebounceConfig, EarlyUpdate, FeedConfig, FusionConfig, Percent, RiskConfig, TrendingConfig,
+    UnlistedFeeds,
 };
 pub use pipeline::{Computation, Pipeline, SinkKind};
-pub use secret::{Secret, REDACTED};
+pub use secret::{REDACTED, Secret};
 
 use crate::model::{Asset, AssetMap, FeedId, Instrument, TokenRef};
 
@@ -38,8 +39,14 @@ pub const SEED_ENV: &[(&str, &str)] = &[
     ("BIRDEYE_API_KEY", "birdeye.api_key"),
     ("HERMES_API_KEY", "hermes.api_key"),
     ("PRIVATE_KEY", "chain.private_key"),
-    ("MIN_PRICE_CHANGE_PERCENT", "debounce.min_price_change_percent"),
-    ("FORCE_UPDATE_INTERVAL_MS", "debounce.force_update_interval_ms"),
+    (
+        "MIN_PRICE_CHANGE_PERCENT",
+        "debounce.min_price_change_percent",
+    ),
+    (
+        "FORCE_UPDATE_INTERVAL_MS",
+        "debounce.force_update_interval_ms",
+    ),
     ("MAX_STALENESS", "debounce.max_staleness_secs"),
     ("DEBOUNCE_MS", "debounce.debounce_ms"),
 ];
@@ -148,15 +155,23 @@ pub enum ConfigError {
 impl Config {
     /// Loads defaults, then `file`, then the process environment, then `overrides`
     /// (`("section.key", "value")`, for command-line flags), and validates.
-    pub fn load(file: Option<&Path>, overrides: &[(&str, figment::value::Value)]) -> Result<Config, ConfigError> {
+    pub fn load(
+        file: Option<&Path>,
+        overrides: &[(&str, figment::value::Value)],
+    ) -> Result<Config, ConfigError> {
         let figment = Self::figment(file, overrides)?;
-        let config: Config = figment.extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Load(Box::new(e)))?;
         config.validate(&figment)?;
         Ok(config)
     }
 
     /// The layered sources, for `load` and for `sluice check`.
-    pub fn figment(file: Option<&Path>, overrides: &[(&str, figment::value::Value)]) -> Result<Figment, ConfigError> {
+    pub fn figment(
+        file: Option<&Path>,
+        overrides: &[(&str, figment::value::Value)],
+    ) -> Result<Figment, ConfigError> {
         let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
         if let Some(path) = file {
             if !path.is_file() {
@@ -169,16 +184,12 @@ impl Config {
         }
         figment = figment.merge(Env::prefixed("SLUICE__").split("__"));
         let seed_keys: Vec<(&str, &str)> = SEED_ENV.to_vec();
-        figment = figment.merge(
-            Env::raw()
-                .filter_map(move |k| {
-                    seed_keys
-                        .iter()
-                        .find(|(name, _)| k.as_str().eq_ignore_ascii_case(name))
-                        .map(|(_, key)| (*key).into())
-                })
-                ,
-        );
+        figment = figment.merge(Env::raw().filter_map(move |k| {
+            seed_keys
+                .iter()
+                .find(|(name, _)| k.as_str().eq_ignore_ascii_case(name))
+                .map(|(_, key)| (*key).into())
+        }));
         for (key, value) in overrides {
             figment = figment.merge(figment::providers::Serialized::default(key, value));
         }
@@ -193,28 +204,46 @@ impl Config {
             problem,
         };
         if self.dataflow.tick_ms == 0 || self.dataflow.tick_ms > 60_000 {
-            return Err(invalid("dataflow.tick_ms", format!("must be 1..=60000 ms, got {}", self.dataflow.tick_ms)));
+            return Err(invalid(
+                "dataflow.tick_ms",
+                format!("must be 1..=60000 ms, got {}", self.dataflow.tick_ms),
+            ));
         }
         if self.dataflow.max_future_skew_ms < 0 {
             return Err(invalid(
                 "dataflow.max_future_skew_ms",
-                format!("must not be negative, got {}", self.dataflow.max_future_skew_ms),
+                format!(
+                    "must not be negative, got {}",
+                    self.dataflow.max_future_skew_ms
+                ),
             ));
         }
         if self.store.flush_interval_ms == 0 {
-            return Err(invalid("store.flush_interval_ms", "must be at least 1 ms".into()));
+            return Err(invalid(
+                "store.flush_interval_ms",
+                "must be at least 1 ms".into(),
+            ));
         }
         if self.replay.frames_per_step == 0 {
-            return Err(invalid("replay.frames_per_step", "must be at least 1".into()));
+            return Err(invalid(
+                "replay.frames_per_step",
+                "must be at least 1".into(),
+            ));
         }
         self.asset_map()
             .map_err(|(index, problem)| invalid(&format!("assets[{index}]"), problem))?;
-        self.trending.validate().map_err(|(key, problem)| invalid(&format!("trending.{key}"), problem))?;
-        self.fusion.validate().map_err(|(key, problem)| invalid(&format!("fusion.{key}"), problem))?;
+        self.trending
+            .validate()
+            .map_err(|(key, problem)| invalid(&format!("trending.{key}"), problem))?;
+        self.fusion
+            .validate()
+            .map_err(|(key, problem)| invalid(&format!("fusion.{key}"), problem))?;
         self.debounce
             .validate(self.dataflow.tick_ms)
             .map_err(|(key, problem)| invalid(&format!("debounce.{key}"), problem))?;
-        self.risk.validate().map_err(|(key, problem)| invalid(&format!("risk.{key}"), problem))?;
+        self.risk
+            .validate()
+            .map_err(|(key, problem)| invalid(&format!("risk.{key}"), problem))?;
         Ok(())
     }
 
@@ -223,18 +252,27 @@ impl Config {
         let mut map = AssetMap::default();
         for (index, asset) in self.assets.iter().enumerate() {
             if asset.symbol.is_empty() || asset.symbol.contains(':') {
-                return Err((index, format!("symbol {:?} must be non-empty and contain no ':'", asset.symbol)));
+                return Err((
+                    index,
+                    format!(
+                        "symbol {:?} must be non-empty and contain no ':'",
+                        asset.symbol
+                    ),
+                ));
             }
             let named = Asset::named(&asset.symbol);
             if let Some(feed) = &asset.pyth_feed {
-                let id: FeedId = feed.parse().map_err(|e| (index, format!("pyth_feed: {e}")))?;
+                let id: FeedId = feed
+                    .parse()
+                    .map_err(|e| (index, format!("pyth_feed: {e}")))?;
                 map.insert(Instrument::Feed(id), named.clone());
             }
             for token in &asset.tokens {
                 let (chain, address) = token
                     .split_once(':')
                     .ok_or_else(|| (index, format!("token {token:?} must be <chain>:<address>")))?;
-                let token = TokenRef::parse(chain, address).map_err(|e| (index, format!("tokens: {e}")))?;
+                let token =
+                    TokenRef::parse(chain, address).map_err(|e| (index, format!("tokens: {e}")))?;
                 map.insert(Instrument::Token(token), named.clone());
             }
         }

@@ -42,10 +42,12 @@ impl Agenda {
     /// time, like differential updates, may be later than their capability).
     pub fn data_for(&mut self, time: u64, cap: &InputCapability<u64>) {
         let ports = self.ports;
-        let slot = self
-            .times
-            .entry(time)
-            .or_insert_with(|| ((0..ports).map(|port| cap.delayed(&time, port)).collect(), true));
+        let slot = self.times.entry(time).or_insert_with(|| {
+            (
+                (0..ports).map(|port| cap.delayed(&time, port)).collect(),
+                true,
+            )
+        });
         slot.1 = true;
     }
 
@@ -59,7 +61,10 @@ impl Agenda {
     /// The earliest time every frontier has passed, with its capabilities, removed from the
     /// agenda. Once all frontiers are empty, only times with data come out; timers are
     /// dropped.
-    pub fn next(&mut self, frontiers: &[&MutableAntichain<u64>]) -> Option<(u64, Vec<Capability<u64>>)> {
+    pub fn next(
+        &mut self,
+        frontiers: &[&MutableAntichain<u64>],
+    ) -> Option<(u64, Vec<Capability<u64>>)> {
         let ended = frontiers.iter().all(|f| f.is_empty());
         loop {
             let entry = self.times.first_entry()?;
@@ -74,5 +79,4 @@ impl Agenda {
             return Some((time, caps));
         }
     }
-
 }

@@ -20,16 +20,19 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::{ConnectLoop, Feedback, Operator};
-use timely::dataflow::StreamVec;
 
 use super::agenda::Agenda;
 use super::route::route;
 use crate::model::FeedId;
-use crate::ops::debounce::{BatchEntry, Decision, FeedRules, FeedState, PushBatch, Quote, Reason, SourcePrice, WindowSchedule};
+use crate::ops::debounce::{
+    BatchEntry, Decision, FeedRules, FeedState, PushBatch, Quote, Reason, SourcePrice,
+    WindowSchedule,
+};
 
 /// A Hermes price for a feed the keeper pushes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,7 +124,8 @@ pub fn debounce<'scope>(
             let mut parts_out = parts_out.activate();
             let mut notices_out = notices_out.activate();
             let external_done = frontiers[0].is_empty() && frontiers[1].is_empty();
-            while let Some((t, caps)) = agenda.next(&[&frontiers[0], &frontiers[1], &frontiers[2]]) {
+            while let Some((t, caps)) = agenda.next(&[&frontiers[0], &frontiers[1], &frontiers[2]])
+            {
                 // 1. What other workers said one tick ago.
                 let mut heard = staged_notices.remove(&t).unwrap_or_default();
                 heard.sort();
@@ -144,21 +148,21 @@ pub fn debounce<'scope>(
                     }
                 }
                 // 2. Commit this worker's share of a batch if any feed anywhere was a YES.
-                if let Some((close, entries)) = pending.remove(&t) {
-                    if verdicts.contains(&close) {
-                        for entry in &entries {
-                            let quote = Quote {
-                                price: entry.price,
-                                conf: entry.conf,
-                                expo: entry.expo,
-                                publish_time: entry.publish_time,
-                            };
-                            if let Some(feed) = feeds.get_mut(&entry.id) {
-                                feed.pushed(quote, t, timing.receipt_timeout_ms);
-                            }
+                if let Some((close, entries)) = pending.remove(&t)
+                    && verdicts.contains(&close)
+                {
+                    for entry in &entries {
+                        let quote = Quote {
+                            price: entry.price,
+                            conf: entry.conf,
+                            expo: entry.expo,
+                            publish_time: entry.publish_time,
+                        };
+                        if let Some(feed) = feeds.get_mut(&entry.id) {
+                            feed.pushed(quote, t, timing.receipt_timeout_ms);
                         }
-                        parts_out.give(&caps[0], &mut vec![BatchPart { entries }]);
                     }
+                    parts_out.give(&caps[0], &mut vec![BatchPart { entries }]);
                 }
                 verdicts.retain(|close| close.saturating_add(timing.tick_ms) > t);
                 // 3. A window ends: collect YES and EARLY feeds.
@@ -168,7 +172,9 @@ pub fn debounce<'scope>(
                     let mut entries = Vec::new();
                     let mut any_yes = false;
                     for id in ids {
-                        let (Some(feed), Some(rule)) = (feeds.get(id), rules.get(id)) else { continue };
+                        let (Some(feed), Some(rule)) = (feeds.get(id), rules.get(id)) else {
+                            continue;
+                        };
                         let reason = match feed.decide(rule) {
                             Decision::Yes(reason) => {
                                 any_yes = true;
@@ -193,7 +199,10 @@ pub fn debounce<'scope>(
                 // 4. New chain reads and prices, in canonical order.
                 let mut changed: BTreeSet<FeedId> = BTreeSet::new();
                 let mut reads = staged_targets.remove(&t).unwrap_or_default();
-                reads.sort_by(|a, b| (a.feed, a.price.map(|p| p.publish_time)).cmp(&(b.feed, b.price.map(|p| p.publish_time))));
+                reads.sort_by(|a, b| {
+                    (a.feed, a.price.map(|p| p.publish_time))
+                        .cmp(&(b.feed, b.price.map(|p| p.publish_time)))
+                });
                 for read in reads {
                     if rules.get(&read.feed).is_none() {
                         continue;
@@ -203,8 +212,12 @@ pub fn debounce<'scope>(
                 }
                 let mut prices = staged_ticks.remove(&t).unwrap_or_default();
                 prices.sort_by(|a, b| {
-                    (a.feed, a.quote.publish_time, a.quote.price, a.quote.conf)
-                        .cmp(&(b.feed, b.quote.publish_time, b.quote.price, b.quote.conf))
+                    (a.feed, a.quote.publish_time, a.quote.price, a.quote.conf).cmp(&(
+                        b.feed,
+                        b.quote.publish_time,
+                        b.quote.price,
+                        b.quote.conf,
+                    ))
                 });
                 for tick in prices {
                     if rules.get(&tick.feed).is_none() {
@@ -214,7 +227,10 @@ pub fn debounce<'scope>(
                         quote: tick.quote,
                         update_data: tick.update_data,
                     };
-                    feeds.entry(tick.feed).or_default().offer(price, t, timing.max_staleness_ms);
+                    feeds
+                        .entry(tick.feed)
+                        .or_default()
+                        .offer(price, t, timing.max_staleness_ms);
                     changed.insert(tick.feed);
                 }
                 // 5. A YES with no window open opens one, everywhere, one tick from now.
@@ -255,26 +271,32 @@ fn entry(id: FeedId, source: &SourcePrice, reason: Reason) -> BatchEntry {
 
 /// Gathers every worker's share of a batch on one worker and numbers the batches.
 fn assemble<'scope>(parts: StreamVec<'scope, u64, BatchPart>) -> StreamVec<'scope, u64, PushBatch> {
-    parts.unary_frontier(Exchange::new(|_: &BatchPart| 0), "AssembleBatch", |_cap, _info| {
-        let mut agenda = Agenda::new(1);
-        let mut staged: BTreeMap<u64, Vec<BatchEntry>> = BTreeMap::new();
-        let mut batches = 0u64;
-        move |(input, frontier), output| {
-            input.for_each(|cap, data| {
-                agenda.data(&cap);
-                let slot = staged.entry(*cap.time()).or_default();
-                for part in data.drain(..) {
-                    slot.extend(part.entries);
+    parts.unary_frontier(
+        Exchange::new(|_: &BatchPart| 0),
+        "AssembleBatch",
+        |_cap, _info| {
+            let mut agenda = Agenda::new(1);
+            let mut staged: BTreeMap<u64, Vec<BatchEntry>> = BTreeMap::new();
+            let mut batches = 0u64;
+            move |(input, frontier), output| {
+                input.for_each(|cap, data| {
+                    agenda.data(&cap);
+                    let slot = staged.entry(*cap.time()).or_default();
+                    for part in data.drain(..) {
+                        slot.extend(part.entries);
+                    }
+                });
+                while let Some((t, caps)) = agenda.next(&[frontier]) {
+                    let entries = staged.remove(&t).unwrap_or_default();
+                    if entries.is_empty() {
+                        continue;
+                    }
+                    batches += 1;
+                    output
+                        .session(&caps[0])
+                        .give(PushBatch::new(batches, entries));
                 }
-            });
-            while let Some((t, caps)) = agenda.next(&[frontier]) {
-                let entries = staged.remove(&t).unwrap_or_default();
-                if entries.is_empty() {
-                    continue;
-                }
-                batches += 1;
-                output.session(&caps[0]).give(PushBatch::new(batches, entries));
             }
-        }
-    })
+        },
+    )
 }

@@ -8,11 +8,11 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Concat, Probe};
 use timely::dataflow::{ProbeHandle, StreamVec};
 
-use super::debounce::{debounce, DebounceTiming, FeedTarget, FeedTick};
-use super::fusion::{fusion, FusionOut, Interest};
+use super::debounce::{DebounceTiming, FeedTarget, FeedTick, debounce};
+use super::fusion::{FusionOut, Interest, fusion};
 use super::journal::journal_sink;
-use super::parse::{parse, ParseSettings};
-use super::risk::{risk, Move, RiskOut};
+use super::parse::{ParseSettings, parse};
+use super::risk::{Move, RiskOut, risk};
 use super::state::{coalesce, store_sink};
 use super::stats::RunStats;
 use super::trending::{events, records, token_of, trending};
@@ -107,7 +107,12 @@ pub fn build<'scope>(
     stats: Arc<RunStats>,
     done: &ProbeHandle<u64>,
 ) {
-    let parsed = parse(envelopes, Arc::clone(&wiring.parse), spread, Arc::clone(&stats));
+    let parsed = parse(
+        envelopes,
+        Arc::clone(&wiring.parse),
+        spread,
+        Arc::clone(&stats),
+    );
     let scope = parsed.prices.scope();
     let runs = |c: Computation| wiring.pipeline.runs(c);
 
@@ -118,7 +123,10 @@ pub fn build<'scope>(
     let mut state: StreamVec<'scope, u64, StateWrite> = empty(scope);
 
     if wiring.journal_inputs {
-        let prices = parsed.prices.clone().map(|x| JournalLine::of(&InputEvent::price(&x)));
+        let prices = parsed
+            .prices
+            .clone()
+            .map(|x| JournalLine::of(&InputEvent::price(&x)));
         let boosts = parsed
             .boosts
             .clone()
@@ -152,19 +160,25 @@ pub fn build<'scope>(
         let asset = assets.assets.resolve(&Instrument::Token(token_of(&e)));
         Some(Interest { asset, on })
     });
-    let marks: StreamVec<'scope, u64, (crate::model::Asset, crate::model::Decimal)> = if runs(Computation::Fusion) {
-        let out = fusion(parsed.prices.clone(), interest, Arc::clone(&wiring.fusion), wiring.tick_ms);
-        lines = lines.concat(out.clone().flat_map(|o| match o {
-            FusionOut::Discrepancy(d) => Some(JournalLine::of(&d)),
-            FusionOut::Mark(..) => None,
-        }));
-        out.flat_map(|o| match o {
-            FusionOut::Mark(asset, price) => Some((asset, price)),
-            FusionOut::Discrepancy(_) => None,
-        })
-    } else {
-        empty(scope)
-    };
+    let marks: StreamVec<'scope, u64, (crate::model::Asset, crate::model::Decimal)> =
+        if runs(Computation::Fusion) {
+            let out = fusion(
+                parsed.prices.clone(),
+                interest,
+                Arc::clone(&wiring.fusion),
+                wiring.tick_ms,
+            );
+            lines = lines.concat(out.clone().flat_map(|o| match o {
+                FusionOut::Discrepancy(d) => Some(JournalLine::of(&d)),
+                FusionOut::Mark(..) => None,
+            }));
+            out.flat_map(|o| match o {
+                FusionOut::Mark(asset, price) => Some((asset, price)),
+                FusionOut::Discrepancy(_) => None,
+            })
+        } else {
+            empty(scope)
+        };
 
     // Risk: the paper portfolio, marked by fused prices, trading trending entries and exits.
     if runs(Computation::Risk) {
@@ -202,7 +216,12 @@ pub fn build<'scope>(
                 price: target.price.map(Quote::from),
             })
         });
-        let batches = debounce(ticks, reads, Arc::clone(&wiring.feed_rules), wiring.debounce);
+        let batches = debounce(
+            ticks,
+            reads,
+            Arc::clone(&wiring.feed_rules),
+            wiring.debounce,
+        );
         lines = lines.concat(batches.map(|b| JournalLine::of(&b)));
     }
 

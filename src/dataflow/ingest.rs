@@ -14,8 +14,8 @@
 use std::time::Duration;
 
 use timely::container::CapacityContainerBuilder;
-use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 use timely::scheduling::{Activator, SyncActivator};
 
@@ -61,79 +61,89 @@ pub fn source_operator<'scope, F: Feed>(
 ) -> (StreamVec<'scope, u64, Envelope>, SourceHandles) {
     let mut handles = None;
     let name = format!("Ingest({origin})");
-    let stream = source::<_, CapacityContainerBuilder<Vec<Envelope>>, _, _>(scope, &name, |cap, info| {
-        let address = info.address.to_vec();
-        let activator = scope.worker().activator_for(info.address.clone());
-        handles = Some(SourceHandles {
-            sync_activator: scope.worker().sync_activator_for(address),
-            activator: activator.clone(),
-        });
-        let mut state = SourceState {
-            cap: feed.is_some().then_some(cap),
-            feed,
-            closing_at: None,
-            watermark_ms: 0,
-            max_time: 0,
-            tick_ms,
-            items: Vec::with_capacity(256),
-        };
-        move |output| {
-            let Some(cap) = state.cap.as_mut() else { return };
-            if let Some(final_time) = state.closing_at {
-                // Everything before the final watermark must be done before the frontier may
-                // become empty; see the module docs.
-                if done.less_than(&final_time) {
-                    activator.activate_after(Duration::from_millis(1));
-                } else {
-                    state.cap = None;
+    let stream =
+        source::<_, CapacityContainerBuilder<Vec<Envelope>>, _, _>(scope, &name, |cap, info| {
+            let address = info.address.to_vec();
+            let activator = scope.worker().activator_for(info.address.clone());
+            handles = Some(SourceHandles {
+                sync_activator: scope.worker().sync_activator_for(address),
+                activator: activator.clone(),
+            });
+            let mut state = SourceState {
+                cap: feed.is_some().then_some(cap),
+                feed,
+                closing_at: None,
+                watermark_ms: 0,
+                max_time: 0,
+                tick_ms,
+                items: Vec::with_capacity(256),
+            };
+            move |output| {
+                let Some(cap) = state.cap.as_mut() else {
+                    return;
+                };
+                if let Some(final_time) = state.closing_at {
+                    // Everything before the final watermark must be done before the frontier may
+                    // become empty; see the module docs.
+                    if done.less_than(&final_time) {
+                        activator.activate_after(Duration::from_millis(1));
+                    } else {
+                        state.cap = None;
+                    }
+                    return;
                 }
-                return;
-            }
-            let Some(feed) = state.feed.as_mut() else { return };
-            let status = feed.pull(256, &mut state.items);
-            let mut run: Option<(u64, Vec<Envelope>)> = None;
-            for item in state.items.drain(..) {
-                match item {
-                    Ingest::Envelope(env) => {
-                        // A source never sends data older than its own watermark; clamp if one
-                        // does, so the decision is recorded rather than a panic.
-                        let t = tick_of(env.t_ms, state.tick_ms).max(*cap.time());
-                        state.max_time = state.max_time.max(t);
-                        match &mut run {
-                            Some((time, batch)) if *time == t => batch.push(env),
-                            _ => {
-                                if let Some((time, mut batch)) = run.take() {
-                                    output.session(&cap.delayed(&time)).give_container(&mut batch);
+                let Some(feed) = state.feed.as_mut() else {
+                    return;
+                };
+                let status = feed.pull(256, &mut state.items);
+                let mut run: Option<(u64, Vec<Envelope>)> = None;
+                for item in state.items.drain(..) {
+                    match item {
+                        Ingest::Envelope(env) => {
+                            // A source never sends data older than its own watermark; clamp if one
+                            // does, so the decision is recorded rather than a panic.
+                            let t = tick_of(env.t_ms, state.tick_ms).max(*cap.time());
+                            state.max_time = state.max_time.max(t);
+                            match &mut run {
+                                Some((time, batch)) if *time == t => batch.push(env),
+                                _ => {
+                                    if let Some((time, mut batch)) = run.take() {
+                                        output
+                                            .session(&cap.delayed(&time))
+                                            .give_container(&mut batch);
+                                    }
+                                    run = Some((t, vec![env]));
                                 }
-                                run = Some((t, vec![env]));
                             }
                         }
+                        Ingest::Watermark(w) => state.watermark_ms = state.watermark_ms.max(w),
                     }
-                    Ingest::Watermark(w) => state.watermark_ms = state.watermark_ms.max(w),
+                }
+                if let Some((time, mut batch)) = run.take() {
+                    output
+                        .session(&cap.delayed(&time))
+                        .give_container(&mut batch);
+                }
+                let watermark = tick_of(state.watermark_ms, state.tick_ms);
+                if watermark > *cap.time() {
+                    cap.downgrade(&watermark);
+                }
+                match status {
+                    FeedState::Waiting => {}
+                    FeedState::Ready => activator.activate(),
+                    FeedState::Closed => {
+                        let final_time = (*cap.time()).max(state.max_time + state.tick_ms);
+                        cap.downgrade(&final_time);
+                        state.closing_at = Some(final_time);
+                        state.feed = None;
+                        activator.activate();
+                    }
                 }
             }
-            if let Some((time, mut batch)) = run.take() {
-                output.session(&cap.delayed(&time)).give_container(&mut batch);
-            }
-            let watermark = tick_of(state.watermark_ms, state.tick_ms);
-            if watermark > *cap.time() {
-                cap.downgrade(&watermark);
-            }
-            match status {
-                FeedState::Waiting => {}
-                FeedState::Ready => activator.activate(),
-                FeedState::Closed => {
-                    let final_time = (*cap.time()).max(state.max_time + state.tick_ms);
-                    cap.downgrade(&final_time);
-                    state.closing_at = Some(final_time);
-                    state.feed = None;
-                    activator.activate();
-                }
-            }
-        }
-    });
+        });
     // The constructor above runs synchronously inside `source`.
-    let handles = handles.unwrap_or_else(|| unreachable!("timely runs source constructors eagerly"));
+    let handles =
+        handles.unwrap_or_else(|| unreachable!("timely runs source constructors eagerly"));
     (stream, handles)
 }
 

@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::Operator;
-use timely::dataflow::StreamVec;
 use tracing::error;
 
 use super::stats::RunStats;
@@ -24,40 +24,44 @@ pub fn journal_sink<'scope>(
     let mut staged: BTreeMap<u64, Vec<JournalLine>> = BTreeMap::new();
     let mut failed = false;
     let mut finished = false;
-    lines.sink(Exchange::new(|_: &JournalLine| 0), "Journal", move |(input, frontier)| {
-        input.for_each_time(|cap, data| {
-            let slot = staged.entry(*cap.time()).or_default();
-            for batch in data {
-                slot.append(batch);
+    lines.sink(
+        Exchange::new(|_: &JournalLine| 0),
+        "Journal",
+        move |(input, frontier)| {
+            input.for_each_time(|cap, data| {
+                let slot = staged.entry(*cap.time()).or_default();
+                for batch in data {
+                    slot.append(batch);
+                }
+            });
+            let Some(out) = writer.as_mut() else {
+                staged.clear();
+                return;
+            };
+            let mut wrote = false;
+            while let Some(entry) = staged.first_entry() {
+                if frontier.less_equal(entry.key()) {
+                    break;
+                }
+                let t = *entry.key();
+                let mut lines = entry.remove();
+                if let Err(e) = out.write_time(t, &mut lines) {
+                    fail(&stats, &mut failed, &e);
+                }
+                wrote = true;
             }
-        });
-        let Some(out) = writer.as_mut() else {
-            staged.clear();
-            return;
-        };
-        let mut wrote = false;
-        while let Some(entry) = staged.first_entry() {
-            if frontier.less_equal(entry.key()) {
-                break;
+            let ended = frontier.is_empty() && !finished;
+            if (wrote && flush_each_time) || ended {
+                finished |= ended;
+                if let Err(e) = out.flush() {
+                    fail(&stats, &mut failed, &e);
+                }
             }
-            let t = *entry.key();
-            let mut lines = entry.remove();
-            if let Err(e) = out.write_time(t, &mut lines) {
-                fail(&stats, &mut failed, &e);
+            if wrote {
+                stats.events(&out.take_counts());
             }
-            wrote = true;
-        }
-        let ended = frontier.is_empty() && !finished;
-        if (wrote && flush_each_time) || ended {
-            finished |= ended;
-            if let Err(e) = out.flush() {
-                fail(&stats, &mut failed, &e);
-            }
-        }
-        if wrote {
-            stats.events(&out.take_counts());
-        }
-    });
+        },
+    );
 }
 
 fn fail(stats: &RunStats, failed: &mut bool, e: &std::io::Error) {

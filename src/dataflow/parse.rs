@@ -2,15 +2,17 @@
 
 use std::sync::Arc;
 
+use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
-use timely::dataflow::StreamVec;
 use tracing::info;
 
 use super::route::route;
 use super::stats::RunStats;
-use crate::model::parse::{parse_envelope, ParseContext};
-use crate::model::{AssetMap, BoostSnapshot, ChainTarget, Envelope, InvalidInput, PriceTick, Record};
+use crate::model::parse::{ParseContext, parse_envelope};
+use crate::model::{
+    AssetMap, BoostSnapshot, ChainTarget, Envelope, InvalidInput, PriceTick, Record,
+};
 
 /// What parsing needs from the configuration.
 #[derive(Clone, Debug, Default)]
@@ -96,7 +98,13 @@ where
                         }
                     }
                 }
-                stats.records(p.len() as u64, b.len() as u64, t.len() as u64, i.len() as u64, notices);
+                stats.records(
+                    p.len() as u64,
+                    b.len() as u64,
+                    t.len() as u64,
+                    i.len() as u64,
+                    notices,
+                );
                 prices_out.give(&cap, &mut p);
                 boosts_out.give(&cap, &mut b);
                 targets_out.give(&cap, &mut t);

@@ -94,7 +94,8 @@ impl ReplayDemux {
             .map(|s| self.watermarks[s.index()].unwrap_or(0))
             .min()
             .unwrap_or(0);
-        self.done.less_than(&released.saturating_sub(self.lookahead_ms))
+        self.done
+            .less_than(&released.saturating_sub(self.lookahead_ms))
     }
 
     /// Reads up to `frames_per_step` frames into the queues; wakes the sources that got items.
@@ -106,7 +107,9 @@ impl ReplayDemux {
                 self.finish(None);
                 break;
             };
-            let next = reader.next_where(|endpoint, seq| wanted[endpoint.source().index()] && seq % peers == index);
+            let next = reader.next_where(|endpoint, seq| {
+                wanted[endpoint.source().index()] && seq % peers == index
+            });
             let (source, ingest) = match next {
                 Ok(Some(Item::Envelope(env))) => (env.source(), Ingest::Envelope(env)),
                 Ok(Some(Item::Watermark { source, t_ms })) => {

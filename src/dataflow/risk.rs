@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::Operator;
-use timely::dataflow::StreamVec;
 
 use super::agenda::Agenda;
 use crate::model::{Asset, Decimal};
@@ -73,14 +73,27 @@ pub fn risk<'scope>(
                     let mut moves = staged_moves.remove(&t).unwrap_or_default();
                     moves.sort();
                     moves.dedup();
-                    let exits: Vec<Asset> = moves.iter().filter(|m| !m.entry).map(|m| m.asset.clone()).collect();
-                    let entries: Vec<Asset> = moves.iter().filter(|m| m.entry).map(|m| m.asset.clone()).collect();
+                    let exits: Vec<Asset> = moves
+                        .iter()
+                        .filter(|m| !m.entry)
+                        .map(|m| m.asset.clone())
+                        .collect();
+                    let entries: Vec<Asset> = moves
+                        .iter()
+                        .filter(|m| m.entry)
+                        .map(|m| m.asset.clone())
+                        .collect();
                     let events = portfolio.step(t, &marks, &exits, &entries);
+                    // The stored portfolio changes with trades and with marks of held assets.
+                    let changed = !events.is_empty()
+                        || marks.iter().any(|(a, _)| portfolio.position(a).is_some());
                     let mut session = output.session(&caps[0]);
                     for event in events {
                         session.give(RiskOut::Event(event));
                     }
-                    session.give(RiskOut::Record(portfolio.to_record()));
+                    if changed {
+                        session.give(RiskOut::Record(portfolio.to_record()));
+                    }
                 }
             }
         },

@@ -6,12 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use timely::WorkerConfig;
 use timely::communication::Config as CommunicationConfig;
 use timely::dataflow::operators::Concat;
 use timely::dataflow::{ProbeHandle, StreamVec};
-use timely::WorkerConfig;
 
-use super::graph::{build, WorkerSinks, Wiring};
+use super::graph::{Wiring, WorkerSinks, build};
 use super::ingest::source_operator;
 use super::replay::{ReplayDemux, ReplayOutcome};
 use super::stats::{RunStats, StatsReport};
@@ -70,8 +70,9 @@ impl Cluster {
             }
             let addresses = match &self.hostfile {
                 Some(path) => {
-                    let text = std::fs::read_to_string(path)
-                        .map_err(|e| RunError::Setup(format!("hostfile {}: {e}", path.display())))?;
+                    let text = std::fs::read_to_string(path).map_err(|e| {
+                        RunError::Setup(format!("hostfile {}: {e}", path.display()))
+                    })?;
                     let hosts: Vec<String> = text
                         .lines()
                         .map(str::trim)
@@ -88,7 +89,9 @@ impl Cluster {
                     }
                     hosts
                 }
-                None => (0..self.processes).map(|i| format!("127.0.0.1:{}", 2101 + i)).collect(),
+                None => (0..self.processes)
+                    .map(|i| format!("127.0.0.1:{}", 2101 + i))
+                    .collect(),
             };
             CommunicationConfig::Cluster {
                 threads: workers,
@@ -126,7 +129,7 @@ impl RecordingInput {
     }
 
     /// The input's size in bytes, when known.
-    pub fn len(&self) -> Option<u64> {
+    pub fn size(&self) -> Option<u64> {
         match self {
             RecordingInput::File(path) => std::fs::metadata(path).ok().map(|m| m.len()),
             RecordingInput::Bytes(bytes) => Some(bytes.len() as u64),
@@ -188,7 +191,11 @@ struct LeaderSinks {
 }
 
 /// Replays a recording through the dataflow and writes the journal and store under `out_dir`.
-pub fn replay(config: &Config, wiring: Wiring, options: ReplayOptions) -> Result<ReplayReport, RunError> {
+pub fn replay(
+    config: &Config,
+    wiring: Wiring,
+    options: ReplayOptions,
+) -> Result<ReplayReport, RunError> {
     // Fail on an unreadable recording before starting workers.
     let probe_reader = options.input.open(None)?;
     let recorded: Vec<Source> = probe_reader.meta().sources.clone();
@@ -216,9 +223,9 @@ pub fn replay(config: &Config, wiring: Wiring, options: ReplayOptions) -> Result
             // A replay starts from nothing: state left by an earlier run would otherwise still
             // claim that tokens are trending, or show another run's portfolio.
             for tree in [Tree::Trending, Tree::Risk] {
-                store
-                    .clear(tree)
-                    .map_err(|e| RunError::Setup(format!("clearing the {} tree: {e}", tree.name())))?;
+                store.clear(tree).map_err(|e| {
+                    RunError::Setup(format!("clearing the {} tree: {e}", tree.name()))
+                })?;
             }
             store_open = Some(report);
             let (thread, sender) = StoreSink::start(store, wiring.store_flush)
@@ -279,15 +286,25 @@ pub fn replay(config: &Config, wiring: Wiring, options: ReplayOptions) -> Result
                 let mut merged: Option<StreamVec<'_, u64, Envelope>> = None;
                 for source in Source::ALL.into_iter().filter(|s| wanted[s.index()]) {
                     let feed = ReplayDemux::feed(&demux, source);
-                    let (stream, handles) = source_operator(scope, source, Some(feed), tick_ms, done.clone());
+                    let (stream, handles) =
+                        source_operator(scope, source, Some(feed), tick_ms, done.clone());
                     demux.borrow_mut().set_activator(source, handles.activator);
                     merged = Some(match merged {
                         None => stream,
                         Some(m) => m.concat(stream),
                     });
                 }
-                let envelopes = merged.unwrap_or_else(|| timely::dataflow::operators::generic::operator::empty(scope));
-                build(envelopes, false, &wiring, worker_sinks, Arc::clone(&stats), &done);
+                let envelopes = merged.unwrap_or_else(|| {
+                    timely::dataflow::operators::generic::operator::empty(scope)
+                });
+                build(
+                    envelopes,
+                    false,
+                    &wiring,
+                    worker_sinks,
+                    Arc::clone(&stats),
+                    &done,
+                );
             });
             while worker.has_dataflows() {
                 worker.step_or_park(Some(Duration::from_millis(100)));

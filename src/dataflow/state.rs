@@ -9,9 +9,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::{Capability, Operator};
-use timely::dataflow::StreamVec;
 
 use super::route::route;
 use crate::sinks::store::StoreSender;
@@ -87,13 +87,17 @@ pub fn coalesce<'scope, R: StateRecord>(
 
 /// Sends state writes to the store thread from worker 0 (the only worker with a sender).
 pub fn store_sink<'scope>(writes: StreamVec<'scope, u64, StateWrite>, sender: Option<StoreSender>) {
-    writes.sink(Exchange::new(|_: &StateWrite| 0), "StoreSink", move |(input, _frontier)| {
-        input.for_each(|_cap, data| {
-            if let Some(sender) = &sender {
-                sender.send(std::mem::take(data));
-            } else {
-                data.clear();
-            }
-        });
-    });
+    writes.sink(
+        Exchange::new(|_: &StateWrite| 0),
+        "StoreSink",
+        move |(input, _frontier)| {
+            input.for_each(|_cap, data| {
+                if let Some(sender) = &sender {
+                    sender.send(std::mem::take(data));
+                } else {
+                    data.clear();
+                }
+            });
+        },
+    );
 }

@@ -1,8 +1,8 @@
 //! Counters a run keeps for its summary: envelopes, bytes, records, invalid inputs, events.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::model::Endpoint;
 
@@ -59,7 +59,10 @@ impl StatsReport {
 impl RunStats {
     /// Counts one parsed envelope.
     pub fn envelope(&self, endpoint: Endpoint, bytes: usize) {
-        let index = Endpoint::ALL.iter().position(|e| *e == endpoint).unwrap_or(0);
+        let index = Endpoint::ALL
+            .iter()
+            .position(|e| *e == endpoint)
+            .unwrap_or(0);
         self.envelopes[index].fetch_add(1, Ordering::Relaxed);
         self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }

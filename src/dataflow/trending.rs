@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use differential_dataflow::AsCollection;
 use serde::{Deserialize, Serialize};
-use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::vec::Map;
-use timely::dataflow::operators::Operator;
 use timely::dataflow::StreamVec;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::Operator;
+use timely::dataflow::operators::vec::Map;
 use tracing::error;
 
 use super::agenda::Agenda;
@@ -34,28 +34,32 @@ pub fn trending<'scope>(
 ) -> StreamVec<'scope, u64, TrendingOut> {
     let diff_params = Arc::clone(&params);
     // Snapshots form one sequence, so they meet on one worker and are diffed in time order.
-    let updates = snapshots.unary_frontier(Exchange::new(|_: &BoostSnapshot| 0), "SnapshotDiff", move |_cap, _info| {
-        let mut agenda = Agenda::new(1);
-        let mut staged: BTreeMap<u64, Vec<BoostSnapshot>> = BTreeMap::new();
-        let mut diff = SnapshotDiff::new();
-        move |(input, frontier), output| {
-            input.for_each(|cap, data| {
-                agenda.data(&cap);
-                staged.entry(*cap.time()).or_default().append(data);
-            });
-            while let Some((t, caps)) = agenda.next(&[frontier]) {
-                let mut snapshots = staged.remove(&t).unwrap_or_default();
-                // Two polls landing on one tick: a fixed order, whatever the arrival order.
-                snapshots.sort_by_cached_key(|s| serde_json::to_string(s).unwrap_or_default());
-                let mut session = output.session(&caps[0]);
-                for snapshot in snapshots {
-                    for (row, d) in diff.next(&snapshot, &diff_params) {
-                        session.give((row, t, d));
+    let updates = snapshots.unary_frontier(
+        Exchange::new(|_: &BoostSnapshot| 0),
+        "SnapshotDiff",
+        move |_cap, _info| {
+            let mut agenda = Agenda::new(1);
+            let mut staged: BTreeMap<u64, Vec<BoostSnapshot>> = BTreeMap::new();
+            let mut diff = SnapshotDiff::new();
+            move |(input, frontier), output| {
+                input.for_each(|cap, data| {
+                    agenda.data(&cap);
+                    staged.entry(*cap.time()).or_default().append(data);
+                });
+                while let Some((t, caps)) = agenda.next(&[frontier]) {
+                    let mut snapshots = staged.remove(&t).unwrap_or_default();
+                    // Two polls landing on one tick: a fixed order, whatever the arrival order.
+                    snapshots.sort_by_cached_key(|s| serde_json::to_string(s).unwrap_or_default());
+                    let mut session = output.session(&caps[0]);
+                    for snapshot in snapshots {
+                        for (row, d) in diff.next(&snapshot, &diff_params) {
+                            session.give((row, t, d));
+                        }
                     }
                 }
             }
-        }
-    });
+        },
+    );
 
     let changes = updates.as_collection().consolidate().inner;
     let pact = Exchange::new(|((token, _), _, _): &((TokenRef, u32), u64, isize)| route(token));
@@ -102,7 +106,9 @@ pub fn trending<'scope>(
 }
 
 /// The journal events among trending's output.
-pub fn events<'scope>(out: StreamVec<'scope, u64, TrendingOut>) -> StreamVec<'scope, u64, TrendingEvent> {
+pub fn events<'scope>(
+    out: StreamVec<'scope, u64, TrendingOut>,
+) -> StreamVec<'scope, u64, TrendingEvent> {
     out.flat_map(|o| match o {
         TrendingOut::Event(e) => Some(e),
         TrendingOut::Record(_) => None,
@@ -110,7 +116,9 @@ pub fn events<'scope>(out: StreamVec<'scope, u64, TrendingOut>) -> StreamVec<'sc
 }
 
 /// The store records among trending's output.
-pub fn records<'scope>(out: StreamVec<'scope, u64, TrendingOut>) -> StreamVec<'scope, u64, TrendingRecord> {
+pub fn records<'scope>(
+    out: StreamVec<'scope, u64, TrendingOut>,
+) -> StreamVec<'scope, u64, TrendingRecord> {
     out.flat_map(|o| match o {
         TrendingOut::Record(r) => Some(r),
         TrendingOut::Event(_) => None,

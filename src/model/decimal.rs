@@ -144,7 +144,8 @@ impl Decimal {
         if !(-i64::from(MAX_ABS_EXPO)..=i64::from(MAX_ABS_EXPO)).contains(&expo) {
             return Err(DecimalError::Exponent(text.to_owned()));
         }
-        let mantissa = i64::try_from(mantissa).map_err(|_| DecimalError::Overflow(text.to_owned()))?;
+        let mantissa =
+            i64::try_from(mantissa).map_err(|_| DecimalError::Overflow(text.to_owned()))?;
         Ok(Decimal {
             mantissa: if negative { -mantissa } else { mantissa },
             expo: expo as i32,
@@ -229,7 +230,9 @@ fn parse_exponent(text: &[u8]) -> Option<i64> {
     if digits.is_empty() || digits.len() > 6 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let value = digits.iter().fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0'));
+    let value = digits
+        .iter()
+        .fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0'));
     Some(if negative { -value } else { value })
 }
 
@@ -269,10 +272,16 @@ mod tests {
     #[test]
     fn parses_exact_strings() {
         assert_eq!(Decimal::parse("142.41").unwrap(), Decimal::new(14241, -2));
-        assert_eq!(Decimal::parse("0.0000001113").unwrap(), Decimal::new(1113, -10));
+        assert_eq!(
+            Decimal::parse("0.0000001113").unwrap(),
+            Decimal::new(1113, -10)
+        );
         assert_eq!(Decimal::parse("1500").unwrap(), Decimal::new(15, 2));
         assert_eq!(Decimal::parse("-2.310").unwrap(), Decimal::new(-231, -2));
-        assert_eq!(Decimal::parse("1.41203118e-05").unwrap(), Decimal::new(141203118, -13));
+        assert_eq!(
+            Decimal::parse("1.41203118e-05").unwrap(),
+            Decimal::new(141203118, -13)
+        );
         assert_eq!(Decimal::parse("1E+3").unwrap(), Decimal::new(1, 3));
         assert_eq!(Decimal::parse("0").unwrap(), Decimal::ZERO);
         assert_eq!(Decimal::parse(".5").unwrap(), Decimal::new(5, -1));
@@ -280,24 +289,52 @@ mod tests {
 
     #[test]
     fn refuses_non_numbers() {
-        for bad in ["", "-", ".", "abc", "1.2.3", "NaN", "inf", "1e", "1e+", "1,5", "0x10", "1e9999999"] {
+        for bad in [
+            "",
+            "-",
+            ".",
+            "abc",
+            "1.2.3",
+            "NaN",
+            "inf",
+            "1e",
+            "1e+",
+            "1,5",
+            "0x10",
+            "1e9999999",
+        ] {
             assert!(Decimal::parse(bad).is_err(), "{bad:?} parsed");
         }
         assert!(matches!(
             Decimal::parse("1234567890123456789012"),
             Err(DecimalError::Overflow(_))
         ));
-        assert!(matches!(Decimal::parse("1e45"), Err(DecimalError::Exponent(_))));
+        assert!(matches!(
+            Decimal::parse("1e45"),
+            Err(DecimalError::Exponent(_))
+        ));
     }
 
     #[test]
     fn rounds_floats_half_to_even() {
         let d = Decimal::parse_rounded("142.37118820455194", 15).unwrap();
         assert_eq!(d, Decimal::new(142371188204552, -12));
-        assert_eq!(Decimal::parse_rounded("2.5", 1).unwrap(), Decimal::new(2, 0));
-        assert_eq!(Decimal::parse_rounded("3.5", 1).unwrap(), Decimal::new(4, 0));
-        assert_eq!(Decimal::parse_rounded("2.51", 1).unwrap(), Decimal::new(3, 0));
-        assert_eq!(Decimal::parse_rounded("9.99", 2).unwrap(), Decimal::new(1, 1));
+        assert_eq!(
+            Decimal::parse_rounded("2.5", 1).unwrap(),
+            Decimal::new(2, 0)
+        );
+        assert_eq!(
+            Decimal::parse_rounded("3.5", 1).unwrap(),
+            Decimal::new(4, 0)
+        );
+        assert_eq!(
+            Decimal::parse_rounded("2.51", 1).unwrap(),
+            Decimal::new(3, 0)
+        );
+        assert_eq!(
+            Decimal::parse_rounded("9.99", 2).unwrap(),
+            Decimal::new(1, 1)
+        );
     }
 
     #[test]
@@ -305,8 +342,14 @@ mod tests {
         let a = Decimal::new(10, -1);
         let b = Decimal::new(1, 0);
         assert_eq!(a.cmp_value(&b), Ordering::Equal);
-        assert_eq!(Decimal::new(-5, 0).cmp_value(&Decimal::new(1, -9)), Ordering::Less);
-        assert_eq!(Decimal::new(9712345678901, -8).cmp_value(&Decimal::new(97123, 0)), Ordering::Greater);
+        assert_eq!(
+            Decimal::new(-5, 0).cmp_value(&Decimal::new(1, -9)),
+            Ordering::Less
+        );
+        assert_eq!(
+            Decimal::new(9712345678901, -8).cmp_value(&Decimal::new(97123, 0)),
+            Ordering::Greater
+        );
     }
 
     #[test]

@@ -37,7 +37,8 @@ impl FromStr for FeedId {
         if hex_part.len() != 64 {
             return Err(FeedIdError(truncate_for_error(s)));
         }
-        hex::decode_to_slice(hex_part, &mut bytes).map_err(|_| FeedIdError(truncate_for_error(s)))?;
+        hex::decode_to_slice(hex_part, &mut bytes)
+            .map_err(|_| FeedIdError(truncate_for_error(s)))?;
         Ok(FeedId(bytes))
     }
 }
@@ -86,10 +87,39 @@ pub enum AddressFormat {
 
 /// DEX Screener chain slugs whose tokens are EVM contracts.
 const EVM_CHAINS: &[&str] = &[
-    "ethereum", "bsc", "base", "arbitrum", "polygon", "avalanche", "optimism", "linea", "blast",
-    "zksync", "fantom", "cronos", "celo", "lisk", "monad", "lightlink", "harmony", "pulsechain",
-    "hyperevm", "sonic", "abstract", "mantle", "scroll", "metis", "moonbeam", "gnosis", "unichain",
-    "berachain", "sei", "apechain", "worldchain", "ink", "soneium",
+    "ethereum",
+    "bsc",
+    "base",
+    "arbitrum",
+    "polygon",
+    "avalanche",
+    "optimism",
+    "linea",
+    "blast",
+    "zksync",
+    "fantom",
+    "cronos",
+    "celo",
+    "lisk",
+    "monad",
+    "lightlink",
+    "harmony",
+    "pulsechain",
+    "hyperevm",
+    "sonic",
+    "abstract",
+    "mantle",
+    "scroll",
+    "metis",
+    "moonbeam",
+    "gnosis",
+    "unichain",
+    "berachain",
+    "sei",
+    "apechain",
+    "worldchain",
+    "ink",
+    "soneium",
 ];
 
 /// The address format of a DEX Screener chain slug.
@@ -137,14 +167,18 @@ impl TokenRef {
     pub fn parse(chain: &str, address: &str) -> Result<Self, AddressError> {
         if chain.is_empty()
             || chain.len() > 32
-            || !chain.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            || !chain
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         {
             return Err(AddressError::Chain(truncate_for_error(chain)));
         }
         let canonical = match address_format(chain) {
             AddressFormat::Base58Key => {
                 let ok = (32..=44).contains(&address.len())
-                    && bs58::decode(address).into_vec().is_ok_and(|v| v.len() == 32);
+                    && bs58::decode(address)
+                        .into_vec()
+                        .is_ok_and(|v| v.len() == 32);
                 if !ok {
                     return Err(AddressError::Solana(truncate_for_error(address)));
                 }
@@ -156,7 +190,10 @@ impl TokenRef {
                     && address.len() <= 128
                     && address.bytes().all(|b| b.is_ascii_graphic());
                 if !ok {
-                    return Err(AddressError::Opaque(truncate_for_error(address), chain.to_owned()));
+                    return Err(AddressError::Opaque(
+                        truncate_for_error(address),
+                        chain.to_owned(),
+                    ));
                 }
                 Arc::from(address)
             }

@@ -160,7 +160,10 @@ impl<'a> TargetView<'a> {
 }
 
 /// Serializes a value through its `Display`.
-pub(crate) fn display<T: std::fmt::Display, S: serde::Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn display<T: std::fmt::Display, S: serde::Serializer>(
+    value: &T,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     s.collect_str(value)
 }
 
@@ -186,7 +189,12 @@ mod tests {
         let mut out = Vec::new();
         line.write_at(1_795_248_000_010, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with("{\"t\":1795248000010,\"kind\":\"price\",\"asset\":\"BTC\",\"source\":\"hermes\""), "{text}");
+        assert!(
+            text.starts_with(
+                "{\"t\":1795248000010,\"kind\":\"price\",\"asset\":\"BTC\",\"source\":\"hermes\""
+            ),
+            "{text}"
+        );
         assert!(text.contains("\"price\":\"97123.45678901\""), "{text}");
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(value["mantissa"], 9712345678901i64);

@@ -13,9 +13,9 @@ mod record;
 mod source;
 
 pub use assets::AssetMap;
-pub use decimal::{pow10, Decimal, DecimalError};
+pub use decimal::{Decimal, DecimalError, pow10};
 pub use envelope::{Envelope, Ingest};
-pub use ids::{address_format, AddressError, AddressFormat, Asset, FeedId, FeedIdError, TokenRef};
+pub use ids::{AddressError, AddressFormat, Asset, FeedId, FeedIdError, TokenRef, address_format};
 pub use record::{
     BoostEntry, BoostSnapshot, ChainTarget, Instrument, InvalidInput, Location, OnChainPrice,
     PriceSource, PriceTick, Record, SourceNotice,

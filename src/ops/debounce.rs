@@ -190,7 +190,10 @@ fn at_least(value: u128, value_exp: i32, base: u128, threshold: &Decimal) -> boo
     match rhs_mantissa {
         // threshold × base does not fit in u128: only a value scaled past it can reach it.
         None => {
-            shift > 0 && pow10_u128(shift as u32).and_then(|f| value.checked_mul(f)).is_none()
+            shift > 0
+                && pow10_u128(shift as u32)
+                    .and_then(|f| value.checked_mul(f))
+                    .is_none()
         }
         Some(rhs) => {
             if shift >= 0 {
@@ -240,7 +243,8 @@ impl FeedRules {
             .collect();
         FeedRules {
             listed,
-            defaults: (config.unlisted_feeds == crate::config::UnlistedFeeds::Defaults).then_some(defaults),
+            defaults: (config.unlisted_feeds == crate::config::UnlistedFeeds::Defaults)
+                .then_some(defaults),
         }
     }
 
@@ -253,8 +257,12 @@ impl FeedRules {
 fn thresholds_of(feed: &FeedConfig, defaults: &Thresholds) -> Thresholds {
     Thresholds {
         time_difference_s: feed.time_difference.unwrap_or(defaults.time_difference_s),
-        price_deviation: feed.price_deviation.map_or(defaults.price_deviation, |p| p.value()),
-        confidence_ratio: feed.confidence_ratio.map_or(defaults.confidence_ratio, |p| p.value()),
+        price_deviation: feed
+            .price_deviation
+            .map_or(defaults.price_deviation, |p| p.value()),
+        confidence_ratio: feed
+            .confidence_ratio
+            .map_or(defaults.confidence_ratio, |p| p.value()),
         early: feed.early_update.as_ref().map(|e| EarlyThresholds {
             time_difference_s: e.time_difference,
             price_deviation: e.price_deviation.map(|p| p.value()),
@@ -338,7 +346,11 @@ impl FeedState {
     /// The target: the newer (by publish time) of the last chain read and the last batch.
     pub fn target(&self) -> Option<Quote> {
         match (self.chain, self.pushed.map(|p| p.quote)) {
-            (Some(c), Some(p)) => Some(if p.publish_time > c.publish_time { p } else { c }),
+            (Some(c), Some(p)) => Some(if p.publish_time > c.publish_time {
+                p
+            } else {
+                c
+            }),
             (c, p) => c.or(p),
         }
     }
@@ -467,10 +479,13 @@ pub struct PushBatch {
 impl PushBatch {
     /// A batch of `entries` (sorted here by feed id), numbered `batch`.
     pub fn new(batch: u64, mut entries: Vec<BatchEntry>) -> PushBatch {
-        entries.sort_by(|a, b| a.id.cmp(&b.id));
+        entries.sort_by_key(|e| e.id);
         let mut update_data: Vec<String> = Vec::new();
         for entry in &entries {
-            if let Some(hex) = entry.update_data.as_ref().and_then(|b| std::str::from_utf8(b).ok())
+            if let Some(hex) = entry
+                .update_data
+                .as_ref()
+                .and_then(|b| std::str::from_utf8(b).ok())
                 && update_data.last().is_none_or(|last| last != hex)
                 && !update_data.iter().any(|u| u == hex)
             {
@@ -521,14 +536,36 @@ mod tests {
     fn decisions_follow_the_pushers_rule() {
         let r = rule(None);
         let t = q(10_000, 1, -2, 100);
-        assert_eq!(should_update(&r, &q(10_049, 1, -2, 101), Some(&t)), Decision::Early);
-        assert_eq!(should_update(&r, &q(10_050, 1, -2, 101), Some(&t)), Decision::Yes(Reason::Deviation));
-        assert_eq!(should_update(&r, &q(9_950, 1, -2, 101), Some(&t)), Decision::Yes(Reason::Deviation));
-        assert_eq!(should_update(&r, &q(10_000, 1, -2, 160), Some(&t)), Decision::Yes(Reason::Heartbeat));
-        assert_eq!(should_update(&r, &q(10_000, 100, -2, 101), Some(&t)), Decision::Yes(Reason::Confidence));
-        assert_eq!(should_update(&r, &q(20_000, 1, -2, 99), Some(&t)), Decision::No, "older source");
+        assert_eq!(
+            should_update(&r, &q(10_049, 1, -2, 101), Some(&t)),
+            Decision::Early
+        );
+        assert_eq!(
+            should_update(&r, &q(10_050, 1, -2, 101), Some(&t)),
+            Decision::Yes(Reason::Deviation)
+        );
+        assert_eq!(
+            should_update(&r, &q(9_950, 1, -2, 101), Some(&t)),
+            Decision::Yes(Reason::Deviation)
+        );
+        assert_eq!(
+            should_update(&r, &q(10_000, 1, -2, 160), Some(&t)),
+            Decision::Yes(Reason::Heartbeat)
+        );
+        assert_eq!(
+            should_update(&r, &q(10_000, 100, -2, 101), Some(&t)),
+            Decision::Yes(Reason::Confidence)
+        );
+        assert_eq!(
+            should_update(&r, &q(20_000, 1, -2, 99), Some(&t)),
+            Decision::No,
+            "older source"
+        );
         // Equal publish times do not stop a YES.
-        assert_eq!(should_update(&r, &q(20_000, 1, -2, 100), Some(&t)), Decision::Yes(Reason::Deviation));
+        assert_eq!(
+            should_update(&r, &q(20_000, 1, -2, 100), Some(&t)),
+            Decision::Yes(Reason::Deviation)
+        );
     }
 
     #[test]
@@ -536,34 +573,63 @@ mod tests {
         let r = rule(None);
         // The same price written with a different exponent is not a move.
         let t = q(10_000, 1, -2, 100);
-        assert_eq!(should_update(&r, &q(1_000_000, 100, -4, 101), Some(&t)), Decision::Early);
-        assert_eq!(should_update(&r, &q(1_005_000, 100, -4, 101), Some(&t)), Decision::Yes(Reason::Deviation));
+        assert_eq!(
+            should_update(&r, &q(1_000_000, 100, -4, 101), Some(&t)),
+            Decision::Early
+        );
+        assert_eq!(
+            should_update(&r, &q(1_005_000, 100, -4, 101), Some(&t)),
+            Decision::Yes(Reason::Deviation)
+        );
     }
 
     #[test]
     fn float_special_cases_are_kept() {
         let r = rule(None);
-        assert_eq!(should_update(&r, &q(5, 0, 0, 1), Some(&q(-5, 0, 0, 0))), Decision::Early, "negative target");
-        assert_eq!(should_update(&r, &q(5, 0, 0, 1), Some(&q(0, 0, 0, 0))), Decision::Yes(Reason::Deviation));
-        assert_eq!(should_update(&r, &q(0, 0, 0, 1), Some(&q(0, 0, 0, 0))), Decision::Early, "0/0 is NaN");
-        assert_eq!(should_update(&r, &q(0, 3, 0, 1), Some(&q(0, 0, 0, 0))), Decision::Yes(Reason::Confidence));
+        assert_eq!(
+            should_update(&r, &q(5, 0, 0, 1), Some(&q(-5, 0, 0, 0))),
+            Decision::Early,
+            "negative target"
+        );
+        assert_eq!(
+            should_update(&r, &q(5, 0, 0, 1), Some(&q(0, 0, 0, 0))),
+            Decision::Yes(Reason::Deviation)
+        );
+        assert_eq!(
+            should_update(&r, &q(0, 0, 0, 1), Some(&q(0, 0, 0, 0))),
+            Decision::Early,
+            "0/0 is NaN"
+        );
+        assert_eq!(
+            should_update(&r, &q(0, 3, 0, 1), Some(&q(0, 0, 0, 0))),
+            Decision::Yes(Reason::Confidence)
+        );
     }
 
     #[test]
     fn early_blocks_gate_piggybacking() {
         let t = q(10_000, 1, -2, 100);
         let s = q(10_020, 1, -2, 130);
-        assert_eq!(should_update(&rule(Some(EarlyThresholds::default())), &s, Some(&t)), Decision::No);
+        assert_eq!(
+            should_update(&rule(Some(EarlyThresholds::default())), &s, Some(&t)),
+            Decision::No
+        );
         let by_time = EarlyThresholds {
             time_difference_s: Some(30),
             ..EarlyThresholds::default()
         };
-        assert_eq!(should_update(&rule(Some(by_time)), &s, Some(&t)), Decision::Early);
+        assert_eq!(
+            should_update(&rule(Some(by_time)), &s, Some(&t)),
+            Decision::Early
+        );
         let by_dev = EarlyThresholds {
             price_deviation: Some(Decimal::new(3, -1)),
             ..EarlyThresholds::default()
         };
-        assert_eq!(should_update(&rule(Some(by_dev)), &s, Some(&t)), Decision::No);
+        assert_eq!(
+            should_update(&rule(Some(by_dev)), &s, Some(&t)),
+            Decision::No
+        );
     }
 
     #[test]
@@ -617,7 +683,10 @@ mod tests {
             update_data: Some(Bytes::from_static(data.as_bytes())),
         };
         let batch = PushBatch::new(1, vec![entry(2, "bb"), entry(1, "aa"), entry(3, "aa")]);
-        assert_eq!(batch.feeds.iter().map(|f| f.id.0[0]).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(
+            batch.feeds.iter().map(|f| f.id.0[0]).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
         assert_eq!(batch.update_data, vec!["aa".to_owned(), "bb".to_owned()]);
     }
 }

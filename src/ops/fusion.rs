@@ -68,19 +68,29 @@ impl FusionParams {
     /// The defaults of `config/default.toml`, for examples and tests.
     pub fn for_tests() -> FusionParams {
         FusionParams {
-            order: ["hermes", "mesh", "birdeye", "dexscreener"].map(String::from).to_vec(),
+            order: ["hermes", "mesh", "birdeye", "dexscreener"]
+                .map(String::from)
+                .to_vec(),
             threshold: Decimal::new(2, 0),
             clear: Decimal::new(15, -1),
-            staleness_ms: [("hermes", 60_000), ("mesh", 120_000), ("birdeye", 120_000), ("dexscreener", 120_000)]
-                .into_iter()
-                .map(|(f, s)| (f.to_owned(), s))
-                .collect(),
+            staleness_ms: [
+                ("hermes", 60_000),
+                ("mesh", 120_000),
+                ("birdeye", 120_000),
+                ("dexscreener", 120_000),
+            ]
+            .into_iter()
+            .map(|(f, s)| (f.to_owned(), s))
+            .collect(),
             max_skew_ms: 10_000,
         }
     }
 
     fn staleness(&self, source: &PriceSource) -> i64 {
-        self.staleness_ms.get(source.family()).copied().unwrap_or(60_000)
+        self.staleness_ms
+            .get(source.family())
+            .copied()
+            .unwrap_or(60_000)
     }
 
     fn rank(&self, source: &PriceSource) -> usize {
@@ -191,7 +201,9 @@ impl AssetFusion {
         let next_expiry = self
             .latest
             .iter()
-            .map(|(source, q)| (q.publish_ms.saturating_add(params.staleness(source)) + 1).max(0) as u64)
+            .map(|(source, q)| {
+                (q.publish_ms.saturating_add(params.staleness(source)) + 1).max(0) as u64
+            })
             .min();
 
         let mut evaluation = Evaluation {
@@ -208,9 +220,16 @@ impl AssetFusion {
                 if (a.publish_ms - b.publish_ms).abs() > params.max_skew_ms {
                     continue;
                 }
-                let (low, high) = if a.price.cmp_value(&b.price).is_le() { (i, j) } else { (j, i) };
+                let (low, high) = if a.price.cmp_value(&b.price).is_le() {
+                    (i, j)
+                } else {
+                    (j, i)
+                };
                 let spread = Spread::of(&quotes[low].1.price, &quotes[high].1.price);
-                if widest.as_ref().is_none_or(|(w, _, _)| spread.cmp(w).is_gt()) {
+                if widest
+                    .as_ref()
+                    .is_none_or(|(w, _, _)| spread.cmp(w).is_gt())
+                {
                     widest = Some((spread, low, high));
                 }
             }
@@ -264,7 +283,10 @@ struct Spread {
 impl Spread {
     /// Orders spreads by size, exactly: a/b vs c/d as a·d vs c·b.
     fn cmp(&self, other: &Spread) -> Ordering {
-        match (self.diff.checked_mul(other.low), other.diff.checked_mul(self.low)) {
+        match (
+            self.diff.checked_mul(other.low),
+            other.diff.checked_mul(self.low),
+        ) {
             (Some(a), Some(b)) => a.cmp(&b),
             _ => self.percent().cmp_value(&other.percent()),
         }
@@ -273,7 +295,10 @@ impl Spread {
     fn of(low: &Decimal, high: &Decimal) -> Spread {
         let expo = low.expo.min(high.expo);
         match (low.scaled_to(expo), high.scaled_to(expo)) {
-            (Some(l), Some(h)) if l > 0 => Spread { diff: h - l, low: l },
+            (Some(l), Some(h)) if l > 0 => Spread {
+                diff: h - l,
+                low: l,
+            },
             // Non-positive prices are refused at parse; treat them as agreeing.
             _ => Spread { diff: 0, low: 1 },
         }
@@ -367,7 +392,10 @@ mod tests {
         let mut f = AssetFusion::default();
         f.offer(&tick(100, 0, 0, PriceSource::Birdeye));
         f.offer(&tick(102, 0, 0, PriceSource::Dexscreener));
-        assert!(f.evaluate(&asset, 10, &p).discrepancy.is_none(), "exactly 2 % is not more than 2 %");
+        assert!(
+            f.evaluate(&asset, 10, &p).discrepancy.is_none(),
+            "exactly 2 % is not more than 2 %"
+        );
         f.offer(&tick(1021, -1, 1, PriceSource::Dexscreener));
         let e = f.evaluate(&asset, 10, &p).discrepancy.unwrap();
         assert_eq!(e.sources, ["birdeye".to_owned(), "dexscreener".to_owned()]);
@@ -421,7 +449,10 @@ mod tests {
         f.offer(&tick(100, 0, 5, PriceSource::Mesh(Arc::from("aa"))));
         f.offer(&tick(110, 0, 6, PriceSource::Mesh(Arc::from("bb"))));
         let e = f.evaluate(&asset, 10, &p);
-        assert_eq!(e.discrepancy.unwrap().sources, ["mesh:aa".to_owned(), "mesh:bb".to_owned()]);
+        assert_eq!(
+            e.discrepancy.unwrap().sources,
+            ["mesh:aa".to_owned(), "mesh:bb".to_owned()]
+        );
         // Within the mesh family the newest publish wins.
         assert_eq!(e.fused.unwrap().source, PriceSource::Mesh(Arc::from("bb")));
     }

@@ -414,6 +414,8 @@ pub enum RejectReason {
     NoPrice,
     /// The size (or the quantity it buys, or its cost) rounds to zero or does not fit.
     ZeroSize,
+    /// The size is below `min_order_usd`: a dust position would only take a slot.
+    BelowMinimum,
 }
 
 /// What the portfolio did, one journal line each. Every field serializes deterministically:
@@ -498,6 +500,10 @@ pub struct RiskParams {
     pub recovery_hysteresis_percent: Fixed,
     /// Size multipliers for Normal, Warning, Critical, Emergency.
     pub tier_multipliers: [Fixed; 4],
+    /// An entry with no price yet waits this long for one before it is rejected (ms).
+    pub entry_wait_ms: u64,
+    /// Orders smaller than this (USD) are not placed.
+    pub min_order: Fixed,
 }
 
 /// Why the risk settings cannot be used.
@@ -557,6 +563,8 @@ impl RiskParams {
                 fixed("tier_multipliers", critical)?,
                 fixed("tier_multipliers", emergency)?,
             ],
+            entry_wait_ms: config.entry_price_wait_secs.saturating_mul(1000),
+            min_order: fixed("min_order_usd", config.min_order_usd)?,
         })
     }
 
@@ -651,8 +659,11 @@ pub struct Portfolio {
     peak: Fixed,
     tier: Tier,
     positions: BTreeMap<Asset, Position>,
-    /// The latest usable mark of every asset seen, held or not: entries are bought at it.
+    /// The latest usable mark of every asset still of interest, held or not: entries are
+    /// bought at it.
     marks: BTreeMap<Asset, Fixed>,
+    /// Entries still waiting for a first price, with the time they came.
+    pending: BTreeMap<Asset, u64>,
     /// The id the next order gets.
     next_order: u64,
     /// The time of the last step.
@@ -671,14 +682,19 @@ impl Portfolio {
             tier: Tier::Normal,
             positions: BTreeMap::new(),
             marks: BTreeMap::new(),
+            pending: BTreeMap::new(),
             next_order: 1,
             updated_ms: 0,
         }
     }
 
     /// Processes one completed time `t_ms`: marks (sorted by asset, at most one per asset),
-    /// then stops, then `exits`, then the peak and tier, then `entries` (both sorted). Returns
-    /// the events in processing order.
+    /// then stops, then `exits`, then the peak and tier, then entries that were waiting for a
+    /// price, then `entries` (both sorted). Returns the events in processing order.
+    ///
+    /// An entry for an asset with no price yet waits up to `entry_wait_ms` for its first mark
+    /// (a token entering the trending list is often priced by the next poll); it is bought at
+    /// that mark, cancelled by an exit, or rejected `no_price` once the wait is over.
     pub fn step(
         &mut self,
         t_ms: u64,
@@ -702,6 +718,8 @@ impl Portfolio {
         for asset in exits {
             // An exit for an asset not held does nothing; `sell` checks.
             self.sell(asset, OrderReason::Exit, &mut events);
+            // No entry waits for an asset that left the list.
+            self.pending.remove(asset);
         }
         self.peak = self.peak.max(self.equity);
         let next = self.next_tier();
@@ -715,16 +733,38 @@ impl Portfolio {
             });
             self.tier = next;
         }
+        let waiting: Vec<(Asset, u64)> = std::mem::take(&mut self.pending).into_iter().collect();
+        for (asset, since) in waiting {
+            self.enter_or_wait(&asset, since, t_ms, &mut events);
+        }
         let mut previous: Option<&Asset> = None;
         for asset in entries {
             // Entries are sorted: a repeated asset would only repeat the decision.
-            if previous == Some(asset) {
+            if previous == Some(asset) || self.pending.contains_key(asset) {
                 continue;
             }
             previous = Some(asset);
-            self.enter(asset, &mut events);
+            self.enter_or_wait(asset, t_ms, t_ms, &mut events);
+        }
+        // An asset that left and is neither held nor awaited is of no interest: forget its
+        // mark, so the marks kept stay as few as the assets that matter.
+        for asset in exits {
+            if !self.positions.contains_key(asset) && !self.pending.contains_key(asset) {
+                self.marks.remove(asset);
+            }
         }
         events
+    }
+
+    /// Enters `asset` if it has a price; otherwise keeps waiting until `since + entry_wait_ms`.
+    fn enter_or_wait(&mut self, asset: &Asset, since: u64, t_ms: u64, events: &mut Vec<RiskEvent>) {
+        let priced = self.marks.contains_key(asset);
+        let waited = t_ms.saturating_sub(since) >= self.params.entry_wait_ms;
+        if priced || waited || self.positions.contains_key(asset) {
+            self.enter(asset, events);
+        } else {
+            self.pending.insert(asset.clone(), since);
+        }
     }
 
     /// Step (1): remembers the mark and moves equity by the position's change in value.
@@ -818,6 +858,10 @@ impl Portfolio {
             return;
         };
         let size = self.entry_size();
+        if size < self.params.min_order {
+            events.push(rejected(RejectReason::BelowMinimum));
+            return;
+        }
         let qty = size.checked_div_down(price).unwrap_or(Fixed::ZERO);
         let cost = qty.saturating_mul(price);
         // qty was rounded down, so qty × price ≤ size exactly, and rounding it to the nearest
@@ -1078,6 +1122,9 @@ impl Portfolio {
             tier: record.tier,
             positions,
             marks,
+            // Entries waiting for a price are not kept across a restart: the next trending
+            // entry of the token asks again.
+            pending: BTreeMap::new(),
             next_order: record.next_order.max(1),
             updated_ms: record.updated_ms,
         })
@@ -1112,6 +1159,8 @@ mod tests {
             drawdown_thresholds: [fx("5"), fx("10"), fx("20")],
             recovery_hysteresis_percent: fx("1"),
             tier_multipliers: [fx("1"), fx("0.5"), fx("0.25"), fx("0")],
+            entry_wait_ms: 0,
+            min_order: Fixed::ZERO,
         }
     }
 
@@ -1162,6 +1211,58 @@ mod tests {
         let mut p = Portfolio::new(p);
         p.step(1, &marks(&[("X", "1")]), &[], &[a("X")]);
         p
+    }
+
+    #[test]
+    fn an_entry_waits_for_its_first_price() {
+        let params = RiskParams {
+            entry_wait_ms: 30_000,
+            ..params()
+        };
+        let mut p = Portfolio::new(params);
+        // No price yet: nothing happens, the entry waits.
+        assert!(p.step(1_000, &[], &[], &[a("NEW")]).is_empty());
+        // The first mark arrives: bought at it.
+        let events = p.step(7_000, &marks(&[("NEW", "2")]), &[], &[]);
+        assert_eq!(
+            fills(&events),
+            vec![("NEW".into(), Side::Buy, fx("250"), fx("2"), fx("500"))]
+        );
+        // Another one never gets a price: rejected once the wait is over.
+        assert!(p.step(8_000, &[], &[], &[a("LATE")]).is_empty());
+        assert!(p.step(37_999, &[], &[], &[]).is_empty());
+        let events = p.step(38_000, &[], &[], &[]);
+        assert!(matches!(
+            &events[..],
+            [RiskEvent::OrderRejected {
+                reason: RejectReason::NoPrice,
+                ..
+            }]
+        ));
+        // An exit before the first price cancels the wait, silently.
+        assert!(p.step(40_000, &[], &[], &[a("GONE")]).is_empty());
+        assert!(p.step(41_000, &[], &[a("GONE")], &[]).is_empty());
+        assert!(
+            p.step(41_500, &marks(&[("GONE", "1")]), &[], &[])
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn dust_orders_are_rejected() {
+        let params = RiskParams {
+            min_order: fx("600"),
+            ..params()
+        };
+        let mut p = Portfolio::new(params);
+        let events = p.step(1_000, &marks(&[("SOL", "100")]), &[], &[a("SOL")]);
+        assert!(matches!(
+            &events[..],
+            [RiskEvent::OrderRejected {
+                reason: RejectReason::BelowMinimum,
+                ..
+            }]
+        ));
     }
 
     #[test]
@@ -1280,9 +1381,16 @@ mod tests {
             emergency_drawdown_percent = 20
             recovery_hysteresis_percent = 1
             tier_multipliers = [1, 0.5, 0.25, 0]
+            entry_price_wait_secs = 30
+            min_order_usd = 10
         "#;
         let config: RiskConfig = toml::from_str(text).unwrap();
-        assert_eq!(RiskParams::try_from(&config).unwrap(), params());
+        let expected = RiskParams {
+            entry_wait_ms: 30_000,
+            min_order: fx("10"),
+            ..params()
+        };
+        assert_eq!(RiskParams::try_from(&config).unwrap(), expected);
         let mut zero = config.clone();
         zero.initial_capital = Percent::parse("0").unwrap();
         assert_eq!(

@@ -70,7 +70,10 @@ impl DumpLine {
     pub fn of_envelope(env: &Envelope) -> DumpLine {
         let (raw, raw_base64) = match std::str::from_utf8(&env.raw) {
             Ok(text) => (Some(text.to_owned()), None),
-            Err(_) => (None, Some(base64::engine::general_purpose::STANDARD.encode(&env.raw))),
+            Err(_) => (
+                None,
+                Some(base64::engine::general_purpose::STANDARD.encode(&env.raw)),
+            ),
         };
         DumpLine::Envelope {
             endpoint: env.endpoint,
@@ -122,7 +125,7 @@ pub fn dump(mut reader: RecordingReader, out: &mut impl Write) -> Result<DumpSum
     };
     write_line(out, &meta)?;
     loop {
-        let line = match reader.next() {
+        let line = match reader.next_item() {
             Ok(Some(Item::Envelope(env))) => {
                 summary.envelopes += 1;
                 DumpLine::of_envelope(&env)

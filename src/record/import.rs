@@ -100,12 +100,18 @@ pub fn import<W: Write>(
             summary.blank_lines += 1;
             continue;
         }
-        let fail = |reason: String| ImportError::Line { line: number, reason };
+        let fail = |reason: String| ImportError::Line {
+            line: number,
+            reason,
+        };
         match format {
             ImportFormat::Dump => {
-                let parsed: DumpLine = serde_json::from_str(&line).map_err(|e| fail(e.to_string()))?;
+                let parsed: DumpLine =
+                    serde_json::from_str(&line).map_err(|e| fail(e.to_string()))?;
                 match &parsed {
-                    DumpLine::Watermark { source, t_ms } => writer.write_watermark(*source, *t_ms)?,
+                    DumpLine::Watermark { source, t_ms } => {
+                        writer.write_watermark(*source, *t_ms)?
+                    }
                     DumpLine::Envelope { .. } => {
                         if let Some(env) = parsed.to_envelope().map_err(fail)? {
                             writer.write_envelope(&env)?;
@@ -122,20 +128,24 @@ pub fn import<W: Write>(
             } => {
                 let wanted = match timing {
                     ImportTiming::Field { pointer, unit_ms } => {
-                        let value: serde_json::Value =
-                            serde_json::from_str(&line).map_err(|e| fail(format!("not JSON: {e}")))?;
+                        let value: serde_json::Value = serde_json::from_str(&line)
+                            .map_err(|e| fail(format!("not JSON: {e}")))?;
                         let field = value
                             .pointer(pointer)
                             .ok_or_else(|| fail(format!("no field at {pointer}")))?;
                         let units = field
                             .as_u64()
                             .or_else(|| field.as_str().and_then(|s| s.parse().ok()))
-                            .ok_or_else(|| fail(format!("{pointer} is not a non-negative integer")))?;
+                            .ok_or_else(|| {
+                                fail(format!("{pointer} is not a non-negative integer"))
+                            })?;
                         units
                             .checked_mul(*unit_ms)
                             .ok_or_else(|| fail(format!("{pointer} is out of range")))?
                     }
-                    ImportTiming::Cadence { start_ms, every_ms } => start_ms + summary.envelopes * every_ms,
+                    ImportTiming::Cadence { start_ms, every_ms } => {
+                        start_ms + summary.envelopes * every_ms
+                    }
                 };
                 let slot = &mut last_time[endpoint.source().index()];
                 let t_ms = match *slot {

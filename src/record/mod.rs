@@ -10,8 +10,8 @@ mod import;
 mod reader;
 mod writer;
 
-pub use dump::{dump, DumpError, DumpLine, DumpSummary};
+pub use dump::{DumpError, DumpLine, DumpSummary, dump};
 pub use format::{Codec, RecordingMeta};
-pub use import::{import, import_meta, ImportError, ImportFormat, ImportSummary, ImportTiming};
+pub use import::{ImportError, ImportFormat, ImportSummary, ImportTiming, import, import_meta};
 pub use reader::{Item, RecordError, RecordingReader};
 pub use writer::RecordingWriter;

@@ -3,12 +3,14 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
-use super::format::{kind, Codec, RecordingMeta, FRAME_PREFIX_LEN, HEADER_LEN, MAGIC, MAX_FRAME_LEN, VERSION};
+use super::format::{
+    Codec, FRAME_PREFIX_LEN, HEADER_LEN, MAGIC, MAX_FRAME_LEN, RecordingMeta, VERSION, kind,
+};
 use crate::model::{Endpoint, Envelope, Source};
 
 /// Why a recording cannot be read (further).
@@ -130,9 +132,9 @@ impl Input {
 /// w.write_watermark(Source::Mesh, 6).unwrap();
 /// let bytes = w.finish().unwrap();
 /// let mut r = RecordingReader::from_bytes(bytes.into()).unwrap();
-/// assert_eq!(r.next().unwrap(), Some(Item::Envelope(env)));
-/// assert_eq!(r.next().unwrap(), Some(Item::Watermark { source: Source::Mesh, t_ms: 6 }));
-/// assert_eq!(r.next().unwrap(), None);
+/// assert_eq!(r.next_item().unwrap(), Some(Item::Envelope(env)));
+/// assert_eq!(r.next_item().unwrap(), Some(Item::Watermark { source: Source::Mesh, t_ms: 6 }));
+/// assert_eq!(r.next_item().unwrap(), None);
 /// ```
 pub struct RecordingReader {
     input: Input,
@@ -172,10 +174,9 @@ impl RecordingReader {
         };
         let input = match codec {
             Codec::None => Input::Plain(BufReader::with_capacity(256 << 10, counted)),
-            Codec::Zstd => Input::Zstd(Box::new(zstd::Decoder::with_buffer(BufReader::with_capacity(
-                256 << 10,
-                counted,
-            ))?)),
+            Codec::Zstd => Input::Zstd(Box::new(zstd::Decoder::with_buffer(
+                BufReader::with_capacity(256 << 10, counted),
+            )?)),
         };
         Self::start(input, codec, Some(file_len), count)
     }
@@ -199,7 +200,12 @@ impl RecordingReader {
         Self::start(input, codec, Some(len), Arc::new(AtomicU64::new(len)))
     }
 
-    fn start(input: Input, codec: Codec, file_len: Option<u64>, file_read: Arc<AtomicU64>) -> Result<Self, RecordError> {
+    fn start(
+        input: Input,
+        codec: Codec,
+        file_len: Option<u64>,
+        file_read: Arc<AtomicU64>,
+    ) -> Result<Self, RecordError> {
         let mut reader = RecordingReader {
             input,
             meta: RecordingMeta::default(),
@@ -261,13 +267,16 @@ impl RecordingReader {
     }
 
     /// The next item, or `None` after the end marker.
-    pub fn next(&mut self) -> Result<Option<Item>, RecordError> {
+    pub fn next_item(&mut self) -> Result<Option<Item>, RecordError> {
         self.next_where(|_, _| true)
     }
 
     /// The next watermark, or the next envelope for which `keep(endpoint, seq)` holds.
     /// Other envelopes are skipped without being copied (each replay worker keeps its share).
-    pub fn next_where(&mut self, mut keep: impl FnMut(Endpoint, u64) -> bool) -> Result<Option<Item>, RecordError> {
+    pub fn next_where(
+        &mut self,
+        mut keep: impl FnMut(Endpoint, u64) -> bool,
+    ) -> Result<Option<Item>, RecordError> {
         if self.cut_short {
             return Err(RecordError::Truncated {
                 offset: HEADER_LEN as u64,
@@ -298,7 +307,9 @@ impl RecordingReader {
                 }
             })?;
             let Some((frame_kind, payload)) = frame else {
-                return Err(RecordError::Truncated { offset: frame_start });
+                return Err(RecordError::Truncated {
+                    offset: frame_start,
+                });
             };
             let Some(payload) = payload else {
                 if let Some(source) = seq_of_skipped {
@@ -320,11 +331,18 @@ impl RecordingReader {
                 }
                 kind::WATERMARK => {
                     if payload.len() != 10 {
-                        return Err(corrupt(format!("watermark frame of {} bytes", payload.len())));
+                        return Err(corrupt(format!(
+                            "watermark frame of {} bytes",
+                            payload.len()
+                        )));
                     }
                     let source = Source::from_index(usize::from(payload[1]))
                         .ok_or_else(|| corrupt(format!("unknown source {}", payload[1])))?;
-                    let t_ms = u64::from_le_bytes(payload[2..10].try_into().map_err(|_| corrupt("watermark".into()))?);
+                    let t_ms = u64::from_le_bytes(
+                        payload[2..10]
+                            .try_into()
+                            .map_err(|_| corrupt("watermark".into()))?,
+                    );
                     return Ok(Some(Item::Watermark { source, t_ms }));
                 }
                 kind::END => {
@@ -346,7 +364,10 @@ impl RecordingReader {
 
     /// Reads one frame. `Ok(None)` means the stream ended before a complete frame (truncation).
     /// The payload is `None` when `want(first bytes)` declined it (it was skipped unread).
-    fn read_frame(&mut self, want: impl FnOnce(&[u8]) -> bool) -> Result<Option<(u8, Option<Bytes>)>, RecordError> {
+    fn read_frame(
+        &mut self,
+        want: impl FnOnce(&[u8]) -> bool,
+    ) -> Result<Option<(u8, Option<Bytes>)>, RecordError> {
         let start = self.offset;
         let mut prefix = [0u8; FRAME_PREFIX_LEN + 2];
         let got = self.read_full(&mut prefix[..FRAME_PREFIX_LEN], start)?;
@@ -363,7 +384,10 @@ impl RecordingReader {
         }
         let len = len as usize;
         let head_len = len.min(2);
-        let got = self.read_full(&mut prefix[FRAME_PREFIX_LEN..FRAME_PREFIX_LEN + head_len], start)?;
+        let got = self.read_full(
+            &mut prefix[FRAME_PREFIX_LEN..FRAME_PREFIX_LEN + head_len],
+            start,
+        )?;
         if got < head_len {
             return Ok(None);
         }
@@ -371,7 +395,10 @@ impl RecordingReader {
         let frame_kind = head[0];
         if !want(head) {
             let rest = (len - head_len) as u64;
-            let skipped = self.input.skip(rest).map_err(|e| self.stream_error(e, start))?;
+            let skipped = self
+                .input
+                .skip(rest)
+                .map_err(|e| self.stream_error(e, start))?;
             if skipped < rest {
                 return Ok(None);
             }
@@ -407,7 +434,9 @@ impl RecordingReader {
                 .file_len
                 .is_some_and(|len| self.file_read.load(Ordering::Relaxed) >= len);
             if at_end {
-                return RecordError::Truncated { offset: frame_start };
+                return RecordError::Truncated {
+                    offset: frame_start,
+                };
             }
             return RecordError::Corrupt {
                 offset: frame_start,
@@ -431,17 +460,27 @@ fn check_header(head: &[u8], path: &Path) -> Result<Codec, RecordError> {
     }
     let version = u16::from_le_bytes([head[8], head[9]]);
     if version != VERSION {
-        return Err(refuse(&format!("format version {version}; this build reads version {VERSION}")));
+        return Err(refuse(&format!(
+            "format version {version}; this build reads version {VERSION}"
+        )));
     }
     Codec::from_byte(head[10]).ok_or_else(|| refuse(&format!("unknown codec {}", head[10])))
 }
 
 fn decode_envelope(payload: &Bytes) -> Result<Envelope, String> {
     if payload.len() < 12 {
-        return Err(format!("envelope frame of {} bytes is too short", payload.len()));
+        return Err(format!(
+            "envelope frame of {} bytes is too short",
+            payload.len()
+        ));
     }
-    let endpoint = Endpoint::from_code(payload[1]).ok_or_else(|| format!("unknown endpoint code {}", payload[1]))?;
-    let t_ms = u64::from_le_bytes(payload[2..10].try_into().map_err(|_| "time field".to_owned())?);
+    let endpoint = Endpoint::from_code(payload[1])
+        .ok_or_else(|| format!("unknown endpoint code {}", payload[1]))?;
+    let t_ms = u64::from_le_bytes(
+        payload[2..10]
+            .try_into()
+            .map_err(|_| "time field".to_owned())?,
+    );
     let context_len = usize::from(u16::from_le_bytes([payload[10], payload[11]]));
     let context_end = 12 + context_len;
     let context = payload
@@ -471,4 +510,3 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     }
     Ok(filled)
 }
-

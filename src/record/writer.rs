@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
-use super::format::{header, kind, Codec, RecordingMeta, MAX_FRAME_LEN};
+use super::format::{Codec, MAX_FRAME_LEN, RecordingMeta, header, kind};
 use crate::model::{Envelope, Source};
 
 /// The body sink: plain, or one zstd stream.
@@ -69,8 +69,12 @@ impl<W: Write> RecordingWriter<W> {
     /// Appends an envelope (its `seq` is implied by its position and not stored).
     pub fn write_envelope(&mut self, env: &Envelope) -> io::Result<()> {
         let context = env.context.as_bytes();
-        let context_len = u16::try_from(context.len())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "envelope context longer than 65535 bytes"))?;
+        let context_len = u16::try_from(context.len()).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "envelope context longer than 65535 bytes",
+            )
+        })?;
         self.frame(kind::ENVELOPE, |buf| {
             buf.push(env.endpoint.code());
             buf.extend_from_slice(&env.t_ms.to_le_bytes());
@@ -104,7 +108,9 @@ impl<W: Write> RecordingWriter<W> {
     /// Writes the end marker and flushes: the recording is whole.
     pub fn finish(mut self) -> io::Result<W> {
         let frames = self.frames;
-        self.frame(kind::END, |buf| buf.extend_from_slice(&frames.to_le_bytes()))?;
+        self.frame(kind::END, |buf| {
+            buf.extend_from_slice(&frames.to_le_bytes())
+        })?;
         let body = self
             .body
             .take()
@@ -128,7 +134,9 @@ impl<W: Write> RecordingWriter<W> {
         let len = u32::try_from(self.scratch.len())
             .ok()
             .filter(|len| *len <= MAX_FRAME_LEN)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "frame larger than 64 MiB"))?;
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "frame larger than 64 MiB")
+            })?;
         body.write_all(&len.to_le_bytes())?;
         body.write_all(&crc32fast::hash(&self.scratch).to_le_bytes())?;
         body.write_all(&self.scratch)?;

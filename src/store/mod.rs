@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use records::{price_key, StateRecord};
+pub use records::{StateRecord, price_key};
 
 /// sled's page cache size.
 const CACHE_BYTES: u64 = 32 << 20;
@@ -58,6 +58,9 @@ impl Tree {
         }
     }
 }
+
+/// A key and its value, as stored.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
 
 /// One write: a value for a key, or its removal.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,10 +125,14 @@ impl Store {
                 })?;
                 match Self::try_open(dir) {
                     Ok(store) => Ok((store, OpenReport::Rebuilt { reason })),
-                    Err(OpenFailure::Unusable(r) | OpenFailure::Corrupt(r)) => Err(StoreError::Unusable {
-                        path: dir.to_owned(),
-                        reason: format!("rebuilt after corruption ({reason}) but still failing: {r}"),
-                    }),
+                    Err(OpenFailure::Unusable(r) | OpenFailure::Corrupt(r)) => {
+                        Err(StoreError::Unusable {
+                            path: dir.to_owned(),
+                            reason: format!(
+                                "rebuilt after corruption ({reason}) but still failing: {r}"
+                            ),
+                        })
+                    }
                 }
             }
         }
@@ -156,9 +163,14 @@ impl Store {
                 db,
                 path: dir.to_owned(),
             }),
-            Ok(Err(sled::Error::Io(e))) if is_environmental(&e) => Err(OpenFailure::Unusable(e.to_string())),
+            Ok(Err(sled::Error::Io(e))) if is_environmental(&e) => {
+                Err(OpenFailure::Unusable(e.to_string()))
+            }
             Ok(Err(e)) => Err(OpenFailure::Corrupt(e.to_string())),
-            Err(panic) => Err(OpenFailure::Corrupt(format!("panic while opening: {}", panic_text(&panic)))),
+            Err(panic) => Err(OpenFailure::Corrupt(format!(
+                "panic while opening: {}",
+                panic_text(&panic)
+            ))),
         }
     }
 
@@ -188,11 +200,15 @@ impl Store {
 
     /// The value at `key`.
     pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db.open_tree(tree.name())?.get(key)?.map(|v| v.to_vec()))
+        Ok(self
+            .db
+            .open_tree(tree.name())?
+            .get(key)?
+            .map(|v| v.to_vec()))
     }
 
     /// Every (key, value) of a tree whose key starts with `prefix`, in key order.
-    pub fn scan(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn scan(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
         let mut out = Vec::new();
         for item in self.db.open_tree(tree.name())?.scan_prefix(prefix) {
             let (k, v) = item?;
@@ -228,8 +244,10 @@ enum OpenFailure {
 
 fn is_environmental(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
-    matches!(e.kind(), PermissionDenied | WouldBlock | ReadOnlyFilesystem | StorageFull | QuotaExceeded)
-        || e.to_string().contains("lock")
+    matches!(
+        e.kind(),
+        PermissionDenied | WouldBlock | ReadOnlyFilesystem | StorageFull | QuotaExceeded
+    ) || e.to_string().contains("lock")
 }
 
 fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
@@ -260,12 +278,18 @@ mod tests {
             let (store, report) = Store::open(&path).unwrap();
             assert_eq!(report, OpenReport::Opened);
             store
-                .apply(&[write(Tree::Prices, "BTC|hermes", "1"), write(Tree::Risk, "tier", "normal")])
+                .apply(&[
+                    write(Tree::Prices, "BTC|hermes", "1"),
+                    write(Tree::Risk, "tier", "normal"),
+                ])
                 .unwrap();
             store.flush().unwrap();
         }
         let (store, _) = Store::open(&path).unwrap();
-        assert_eq!(store.get(Tree::Prices, b"BTC|hermes").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(
+            store.get(Tree::Prices, b"BTC|hermes").unwrap(),
+            Some(b"1".to_vec())
+        );
         assert_eq!(store.scan(Tree::Risk, b"").unwrap().len(), 1);
     }
 
@@ -288,7 +312,10 @@ mod tests {
         assert!(matches!(report, OpenReport::Rebuilt { .. }), "{report:?}");
         assert_eq!(store.get(Tree::Prices, b"k").unwrap(), None);
         store.apply(&[write(Tree::Prices, "k", "again")]).unwrap();
-        assert_eq!(store.get(Tree::Prices, b"k").unwrap(), Some(b"again".to_vec()));
+        assert_eq!(
+            store.get(Tree::Prices, b"k").unwrap(),
+            Some(b"again".to_vec())
+        );
     }
 
     fn walk(dir: &Path) -> Vec<PathBuf> {

@@ -8,7 +8,9 @@ use super::{StateWrite, Tree};
 use crate::model::{Asset, Instrument, PriceSource, PriceTick};
 
 /// A record the store keeps the latest of, per key.
-pub trait StateRecord: Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static {
+pub trait StateRecord:
+    Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static
+{
     /// What the record is the latest value of.
     type Key: Hash + Eq + Clone + 'static;
 

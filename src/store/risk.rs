@@ -125,6 +125,8 @@ mod tests {
             drawdown_thresholds: [fx("5"), fx("10"), fx("20")],
             recovery_hysteresis_percent: fx("1"),
             tier_multipliers: [fx("1"), fx("0.5"), fx("0.25"), fx("0")],
+            entry_wait_ms: 0,
+            min_order: Fixed::ZERO,
         }
     }
 
