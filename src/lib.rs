@@ -13,7 +13,7 @@
 //! - [`record`], [`sinks`], [`store`]: recordings, the journal and the embedded state.
 //! - [`config`]: the layered configuration.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod config;

@@ -318,3 +318,29 @@ fn dump_and_import_are_inverses() {
         "byte-identical"
     );
 }
+
+/// The store after a replay is the same whatever the worker count: keys written from several
+/// workers end with their newest value.
+#[test]
+fn the_store_holds_the_same_latest_prices_on_any_worker_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut trees = Vec::new();
+    for workers in ["1", "2"] {
+        let out = dir.path().join(format!("w{workers}"));
+        run(sluice()
+            .args(["replay", "--quiet", "--workers", workers, "--out"])
+            .arg(&out));
+        let (store, _) = sluice::store::Store::open(&out.join("store")).unwrap();
+        let prices = store.scan(sluice::store::Tree::Prices, b"").unwrap();
+        assert!(prices.len() > 20, "latest prices are stored");
+        let risk = store.scan(sluice::store::Tree::Risk, b"").unwrap();
+        assert_eq!(risk.len(), 1, "the portfolio is stored");
+        let trending = store.scan(sluice::store::Tree::Trending, b"").unwrap();
+        assert!(!trending.is_empty(), "trending state is stored");
+        trees.push((prices, risk, trending));
+    }
+    assert!(
+        trees[0] == trees[1],
+        "the store differs between 1 and 2 workers"
+    );
+}

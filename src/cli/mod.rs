@@ -1,5 +1,6 @@
 //! Command-line arguments and dispatch.
 
+mod bench;
 mod replay;
 mod summary;
 mod tools;
@@ -48,6 +49,8 @@ enum Command {
     Import(tools::ImportArgs),
     /// Validate and print the effective configuration, secrets redacted.
     Check(tools::CheckArgs),
+    /// Measure replay throughput against a parse-only floor.
+    Bench(bench::BenchArgs),
 }
 
 /// Options shared by commands that run the dataflow.
@@ -122,6 +125,7 @@ pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         Command::Dump(a) => tools::dump(a),
         Command::Import(a) => tools::import(a),
         Command::Check(a) => tools::check(a),
+        Command::Bench(a) => bench::run(a),
     }
 }
 

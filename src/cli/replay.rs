@@ -11,7 +11,7 @@ use bytes::Bytes;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::summary::print_summary;
+use super::summary::{print_summary, summary_json};
 use super::{BUNDLED_RECORDING, RunShape};
 use sluice::dataflow::graph::Wiring;
 use sluice::dataflow::run::{RecordingInput, ReplayOptions, replay};
@@ -26,6 +26,9 @@ pub struct ReplayArgs {
     /// No progress bar and no summary table.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Print the summary as one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
@@ -83,7 +86,12 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
              everything before it was replayed"
         );
     }
-    if !args.quiet {
+    if args.json {
+        println!(
+            "{}",
+            summary_json(&report, cluster.workers * cluster.processes)
+        );
+    } else if !args.quiet {
         print_summary(&report, cluster.workers * cluster.processes);
     }
     Ok(ExitCode::SUCCESS)

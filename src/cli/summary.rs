@@ -56,3 +56,32 @@ pub fn print_summary(report: &ReplayReport, workers: usize) {
         println!("{key:<width$}  {value}");
     }
 }
+
+/// The replay summary as one JSON object (for scripts and `sluice bench`).
+pub fn summary_json(report: &ReplayReport, workers: usize) -> serde_json::Value {
+    let stats = &report.stats;
+    let secs = report.elapsed.as_secs_f64().max(1e-9);
+    serde_json::json!({
+        "workers": workers,
+        "elapsed_secs": report.elapsed.as_secs_f64(),
+        "envelopes": stats.total_envelopes(),
+        "records": stats.records(),
+        "price_updates": stats.prices,
+        "invalid_inputs": stats.invalid,
+        "bytes": stats.bytes,
+        "events": stats.events,
+        "envelopes_per_sec": stats.total_envelopes() as f64 / secs,
+        "price_updates_per_sec": stats.prices as f64 / secs,
+        "mb_per_sec": stats.bytes as f64 / 1e6 / secs,
+        "peak_rss_mb": peak_rss_mb(),
+        "truncated_at": report.truncated_at,
+    })
+}
+
+/// This process's peak resident set size, in MB (Linux; `None` elsewhere).
+pub fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}

@@ -15,10 +15,11 @@
 //!
 //! Committed entries go to one worker, which numbers the batch.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
@@ -28,9 +29,9 @@ use timely::dataflow::operators::{ConnectLoop, Feedback, Operator};
 
 use super::agenda::Agenda;
 use super::route::route;
-use crate::model::FeedId;
+use crate::model::{FeedId, Instrument, PriceSource, PriceTick};
 use crate::ops::debounce::{
-    BatchEntry, Decision, FeedRules, FeedState, PushBatch, Quote, Reason, SourcePrice,
+    BatchEntry, Decision, FeedRules, FeedState, Offer, PushBatch, Quote, Reason, SourcePrice,
     WindowSchedule,
 };
 
@@ -43,6 +44,26 @@ pub struct FeedTick {
     pub quote: Quote,
     /// Hex of the update data carrying it.
     pub update_data: Option<Bytes>,
+}
+
+impl FeedTick {
+    /// The debounce's view of a Hermes price, if its feed is one the keeper pushes.
+    pub fn of(tick: &PriceTick, rules: &FeedRules) -> Option<FeedTick> {
+        let (PriceSource::Hermes, Instrument::Feed(feed)) = (&tick.source, &tick.instrument) else {
+            return None;
+        };
+        rules.get(feed)?;
+        Some(FeedTick {
+            feed: *feed,
+            quote: Quote {
+                price: tick.price.mantissa,
+                conf: tick.conf,
+                expo: tick.price.expo,
+                publish_time: tick.publish_ms.div_euclid(1000),
+            },
+            update_data: tick.update_data.clone(),
+        })
+    }
 }
 
 /// A chain read of a feed (`None`: not on chain).
@@ -103,7 +124,7 @@ pub fn debounce<'scope>(
         let mut staged_ticks: BTreeMap<u64, Vec<FeedTick>> = BTreeMap::new();
         let mut staged_targets: BTreeMap<u64, Vec<FeedTarget>> = BTreeMap::new();
         let mut staged_notices: BTreeMap<u64, Vec<Notice>> = BTreeMap::new();
-        let mut feeds: HashMap<FeedId, FeedState> = HashMap::new();
+        let mut feeds: FxHashMap<FeedId, FeedState> = FxHashMap::default();
         let mut schedule = WindowSchedule::new(timing.debounce_ms);
         let mut verdicts: BTreeSet<u64> = BTreeSet::new();
         // Commit time → (window end, this worker's entries).
@@ -196,8 +217,10 @@ pub fn debounce<'scope>(
                         notices_out.give(&caps[1], &mut vec![Notice::Verdict { close: t }]);
                     }
                 }
-                // 4. New chain reads and prices, in canonical order.
-                let mut changed: BTreeSet<FeedId> = BTreeSet::new();
+                // 4. New chain reads (few: in canonical order), then prices (many: a feed's state
+                // after several prices at one time does not depend on their order, see
+                // `FeedState::offer`, so none is imposed).
+                let mut changed: Vec<FeedId> = Vec::new();
                 let mut reads = staged_targets.remove(&t).unwrap_or_default();
                 reads.sort_by(|a, b| {
                     (a.feed, a.price.map(|p| p.publish_time))
@@ -208,18 +231,9 @@ pub fn debounce<'scope>(
                         continue;
                     }
                     feeds.entry(read.feed).or_default().observe(read.price, t);
-                    changed.insert(read.feed);
+                    changed.push(read.feed);
                 }
-                let mut prices = staged_ticks.remove(&t).unwrap_or_default();
-                prices.sort_by(|a, b| {
-                    (a.feed, a.quote.publish_time, a.quote.price, a.quote.conf).cmp(&(
-                        b.feed,
-                        b.quote.publish_time,
-                        b.quote.price,
-                        b.quote.conf,
-                    ))
-                });
-                for tick in prices {
+                for tick in staged_ticks.remove(&t).unwrap_or_default() {
                     if rules.get(&tick.feed).is_none() {
                         continue;
                     }
@@ -227,11 +241,10 @@ pub fn debounce<'scope>(
                         quote: tick.quote,
                         update_data: tick.update_data,
                     };
-                    feeds
-                        .entry(tick.feed)
-                        .or_default()
-                        .offer(price, t, timing.max_staleness_ms);
-                    changed.insert(tick.feed);
+                    let state = feeds.entry(tick.feed).or_default();
+                    if state.offer(price, t, timing.max_staleness_ms) == Offer::Accepted {
+                        changed.push(tick.feed);
+                    }
                 }
                 // 5. A YES with no window open opens one, everywhere, one tick from now.
                 let yes_now = changed.iter().any(|id| {

@@ -8,17 +8,17 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Concat, Probe};
 use timely::dataflow::{ProbeHandle, StreamVec};
 
-use super::debounce::{DebounceTiming, FeedTarget, FeedTick, debounce};
+use super::debounce::{DebounceTiming, FeedTarget, debounce};
 use super::fusion::{FusionOut, Interest, fusion};
 use super::journal::journal_sink;
 use super::parse::{ParseSettings, parse};
 use super::risk::{Move, RiskOut, risk};
-use super::state::{coalesce, store_sink};
+use super::state::{coalesce, coalesce_local, store_sink};
 use super::stats::RunStats;
 use super::trending::{events, records, token_of, trending};
 use crate::config::{Computation, Config, Pipeline, SinkKind};
 use crate::model::journal::{InputEvent, JournalLine, SnapshotView, TargetView};
-use crate::model::{Envelope, Instrument, PriceSource, PriceTick};
+use crate::model::{Envelope, Instrument};
 use crate::ops::debounce::{FeedRules, Quote};
 use crate::ops::fusion::FusionParams;
 use crate::ops::risk::{Portfolio, RiskParams};
@@ -65,6 +65,8 @@ impl Wiring {
             parse: Arc::new(ParseSettings {
                 assets,
                 max_future_skew_ms: config.dataflow.max_future_skew_ms,
+                feed_rules: Arc::new(FeedRules::from_config(&config.debounce)),
+                keep_ticks: config.journal.inputs,
             }),
             pipeline,
             journal_inputs: config.journal.inputs,
@@ -137,7 +139,9 @@ pub fn build<'scope>(
             .map(|x| JournalLine::of(&InputEvent::ChainTarget(TargetView::of(&x))));
         lines = lines.concat(prices).concat(boosts).concat(targets);
     }
-    state = state.concat(coalesce(parsed.prices.clone(), wiring.store_flush));
+
+    // Unmapped feeds' latest prices: cached where they were parsed (the store keeps the newest).
+    state = state.concat(coalesce_local(parsed.solo_points, wiring.store_flush));
 
     // Trending: boost ranks into entries, exits, moves and momentum.
     let trend_events: StreamVec<'scope, u64, TrendingEvent> = if runs(Computation::Trending) {
@@ -162,21 +166,24 @@ pub fn build<'scope>(
     });
     let marks: StreamVec<'scope, u64, (crate::model::Asset, crate::model::Decimal)> =
         if runs(Computation::Fusion) {
-            let out = fusion(
-                parsed.prices.clone(),
+            let fused = fusion(
+                parsed.points,
                 interest,
                 Arc::clone(&wiring.fusion),
                 wiring.tick_ms,
             );
-            lines = lines.concat(out.clone().flat_map(|o| match o {
+            // The latest price per (asset, source), for the store: fusion already knows it.
+            state = state.concat(coalesce_local(fused.latest, wiring.store_flush));
+            lines = lines.concat(fused.out.clone().flat_map(|o| match o {
                 FusionOut::Discrepancy(d) => Some(JournalLine::of(&d)),
                 FusionOut::Mark(..) => None,
             }));
-            out.flat_map(|o| match o {
+            fused.out.flat_map(|o| match o {
                 FusionOut::Mark(asset, price) => Some((asset, price)),
                 FusionOut::Discrepancy(_) => None,
             })
         } else {
+            state = state.concat(coalesce(parsed.points, wiring.store_flush));
             empty(scope)
         };
 
@@ -206,8 +213,7 @@ pub fn build<'scope>(
 
     // Debounce: Hermes prices of pushed feeds and chain reads into push batches.
     if runs(Computation::Debounce) {
-        let rules = Arc::clone(&wiring.feed_rules);
-        let ticks = parsed.prices.flat_map(move |tick| feed_tick(&tick, &rules));
+        let ticks = parsed.feed_ticks;
         let rules = Arc::clone(&wiring.feed_rules);
         let reads = parsed.targets.flat_map(move |target| {
             rules.get(&target.feed)?;
@@ -232,22 +238,4 @@ pub fn build<'scope>(
     if wiring.pipeline.writes(SinkKind::Journal) {
         journal_sink(lines, sinks.journal, wiring.flush_journal, stats);
     }
-}
-
-/// A Hermes price of a feed the keeper pushes, as the debounce takes it.
-fn feed_tick(tick: &PriceTick, rules: &FeedRules) -> Option<FeedTick> {
-    let (PriceSource::Hermes, Instrument::Feed(feed)) = (&tick.source, &tick.instrument) else {
-        return None;
-    };
-    rules.get(feed)?;
-    Some(FeedTick {
-        feed: *feed,
-        quote: Quote {
-            price: tick.price.mantissa,
-            conf: tick.conf,
-            expo: tick.price.expo,
-            publish_time: tick.publish_ms.div_euclid(1000),
-        },
-        update_data: tick.update_data.clone(),
-    })
 }

@@ -6,14 +6,13 @@
 //! in a second writes each key about once. The wall clock only decides *when* a cache write
 //! happens, never *what* the computations decide, so determinism is untouched.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::time::{Duration, Instant};
 
 use timely::dataflow::StreamVec;
-use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
 use timely::dataflow::operators::{Capability, Operator};
 
-use super::route::route;
 use crate::sinks::store::StoreSender;
 use crate::store::{StateRecord, StateWrite};
 
@@ -23,11 +22,31 @@ pub fn coalesce<'scope, R: StateRecord>(
     records: StreamVec<'scope, u64, R>,
     flush_every: Duration,
 ) -> StreamVec<'scope, u64, StateWrite> {
-    let pact = Exchange::new(|r: &R| route(&r.state_key()));
+    coalesce_with(records, Exchange::new(|r: &R| r.route()), flush_every)
+}
+
+/// As [`coalesce`], for records already on the worker that owns their key (an operator keyed
+/// the same way produced them): no exchange.
+pub fn coalesce_local<'scope, R: StateRecord>(
+    records: StreamVec<'scope, u64, R>,
+    flush_every: Duration,
+) -> StreamVec<'scope, u64, StateWrite> {
+    coalesce_with(records, Pipeline, flush_every)
+}
+
+fn coalesce_with<'scope, R, P>(
+    records: StreamVec<'scope, u64, R>,
+    pact: P,
+    flush_every: Duration,
+) -> StreamVec<'scope, u64, StateWrite>
+where
+    R: StateRecord,
+    P: ParallelizationContract<u64, Vec<R>>,
+{
     let scope = records.scope();
     records.unary_frontier(pact, "Coalesce", move |_cap, info| {
         let activator = scope.worker().activator_for(info.address.clone());
-        let mut latest: HashMap<R::Key, (u64, R)> = HashMap::new();
+        let mut latest: FxHashMap<R::Key, (u64, R)> = FxHashMap::default();
         // Held at the earliest pending time, so emitting later stays legal.
         let mut held: Option<Capability<u64>> = None;
         let mut last_emit = Instant::now();

@@ -1,6 +1,6 @@
 //! The configured mapping from source identifiers (feed ids, token mints) to assets.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use super::{Asset, Instrument};
 
@@ -17,7 +17,7 @@ use super::{Asset, Instrument};
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct AssetMap {
-    by_instrument: HashMap<Instrument, Asset>,
+    by_instrument: FxHashMap<Instrument, Asset>,
 }
 
 impl AssetMap {

@@ -18,6 +18,6 @@ pub use envelope::{Envelope, Ingest};
 pub use ids::{AddressError, AddressFormat, Asset, FeedId, FeedIdError, TokenRef, address_format};
 pub use record::{
     BoostEntry, BoostSnapshot, ChainTarget, Instrument, InvalidInput, Location, OnChainPrice,
-    PriceSource, PriceTick, Record, SourceNotice,
+    PricePoint, PriceSource, PriceTick, Record, SourceNotice,
 };
 pub use source::{Endpoint, Source};

@@ -97,6 +97,41 @@ pub struct PriceTick {
     pub update_data: Option<Bytes>,
 }
 
+/// A price reduced to what fusion and the store keep: what is priced, by whom, how much and
+/// when — without the source's identifier or update data, so it is cheap to copy around.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PricePoint {
+    /// What is priced.
+    pub asset: Asset,
+    /// Who said so.
+    pub source: PriceSource,
+    /// The price.
+    pub price: Decimal,
+    /// Publish time (ms).
+    pub publish_ms: i64,
+    /// 24-hour change in percent, when the source gives one.
+    pub change_24h: Option<Decimal>,
+    /// The chain of a token's price.
+    pub chain: Option<Arc<str>>,
+}
+
+impl From<PriceTick> for PricePoint {
+    fn from(tick: PriceTick) -> Self {
+        let chain = match tick.instrument {
+            Instrument::Token(token) => Some(token.chain),
+            Instrument::Feed(_) | Instrument::Symbol(_) => None,
+        };
+        PricePoint {
+            asset: tick.asset,
+            source: tick.source,
+            price: tick.price,
+            publish_ms: tick.publish_ms,
+            change_24h: tick.change_24h,
+            chain,
+        }
+    }
+}
+
 /// One token in a boost-rank list.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BoostEntry {

@@ -223,7 +223,7 @@ fn pow10_u128(n: u32) -> Option<u128> {
 /// Thresholds per feed, from the configuration.
 #[derive(Clone, Debug)]
 pub struct FeedRules {
-    listed: std::collections::HashMap<FeedId, Thresholds>,
+    listed: rustc_hash::FxHashMap<FeedId, Thresholds>,
     defaults: Option<Thresholds>,
 }
 
@@ -303,7 +303,8 @@ pub enum Offer {
     Accepted,
     /// Older than `max_staleness` at ingest: dropped.
     Stale,
-    /// Not newer than the price the feed already has: publish times never go backwards.
+    /// Not newer than the price the feed already has: publish times never go backwards (and
+    /// of two prices with one publish time the greater stays, whatever the arrival order).
     Older,
 }
 
@@ -314,10 +315,11 @@ impl FeedState {
         if publish_ms < (now_ms as i64).saturating_sub(max_staleness_ms as i64) {
             return Offer::Stale;
         }
-        if let Some(current) = &self.source
-            && price.quote.publish_time < current.quote.publish_time
-        {
-            return Offer::Older;
+        if let Some(current) = &self.source {
+            let key = |q: &Quote| (q.publish_time, q.price, q.conf);
+            if key(&price.quote) <= key(&current.quote) {
+                return Offer::Older;
+            }
         }
         self.source = Some(price);
         Offer::Accepted

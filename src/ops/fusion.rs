@@ -9,12 +9,11 @@
 //!
 //! ```
 //! use sluice::ops::fusion::{AssetFusion, FusionParams};
-//! use sluice::model::{Asset, Decimal, Instrument, PriceSource, PriceTick};
+//! use sluice::model::{Asset, Decimal, PricePoint, PriceSource};
 //! let params = FusionParams::for_tests();
-//! let tick = |price: i64, source: PriceSource| PriceTick {
-//!     asset: Asset::named("SOL"), instrument: Instrument::Symbol("SOL".into()),
-//!     price: Decimal::new(price, -2), conf: 0, publish_ms: 1_000, source,
-//!     change_24h: None, update_data: None,
+//! let tick = |price: i64, source: PriceSource| PricePoint {
+//!     asset: Asset::named("SOL"), source, price: Decimal::new(price, -2),
+//!     publish_ms: 1_000, change_24h: None, chain: None,
 //! };
 //! let mut sol = AssetFusion::default();
 //! sol.offer(&tick(14_000, PriceSource::Birdeye));
@@ -31,7 +30,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::FusionConfig;
-use crate::model::{Asset, Decimal, PriceSource, PriceTick};
+use crate::model::{Asset, Decimal, PricePoint, PriceSource};
 
 /// Fusion settings, resolved from the configuration.
 #[derive(Clone, Debug)]
@@ -157,18 +156,23 @@ pub struct AssetFusion {
 }
 
 impl AssetFusion {
-    /// Takes a tick if it is newer (by publish time) than the source's current price.
-    pub fn offer(&mut self, tick: &PriceTick) -> bool {
+    /// Takes a price if it is newer (by publish time) than the source's current one.
+    pub fn offer(&mut self, tick: &PricePoint) -> bool {
         let quote = SourceQuote {
             price: tick.price,
             publish_ms: tick.publish_ms,
         };
         match self.latest.get_mut(&tick.source) {
-            Some(current) if current.publish_ms > quote.publish_ms => false,
+            // Never backwards; of two prices with one publish time the greater stays, so the
+            // result does not depend on the order they arrive in.
+            Some(current)
+                if (current.publish_ms, current.price) >= (quote.publish_ms, quote.price) =>
+            {
+                false
+            }
             Some(current) => {
-                let changed = *current != quote;
                 *current = quote;
-                changed
+                true
             }
             None => {
                 self.latest.insert(tick.source.clone(), quote);
@@ -369,19 +373,16 @@ mod display_string {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Instrument;
     use std::sync::Arc;
 
-    fn tick(price: i64, expo: i32, publish_ms: i64, source: PriceSource) -> PriceTick {
-        PriceTick {
+    fn tick(price: i64, expo: i32, publish_ms: i64, source: PriceSource) -> PricePoint {
+        PricePoint {
             asset: Asset::named("X"),
-            instrument: Instrument::Symbol(Arc::from("X")),
-            price: Decimal::new(price, expo),
-            conf: 0,
-            publish_ms,
             source,
+            price: Decimal::new(price, expo),
+            publish_ms,
             change_24h: None,
-            update_data: None,
+            chain: None,
         }
     }
 

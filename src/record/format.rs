@@ -91,6 +91,12 @@ pub struct RecordingMeta {
     pub sources: Vec<crate::model::Source>,
 }
 
+/// A frame's checksum: CRC-32 (IEEE) of its payload. Every replayed frame is checked, so it
+/// must be cheap: crc32fast picks carry-less-multiply instructions at run time.
+pub fn checksum(payload: &[u8]) -> u32 {
+    crc32fast::hash(payload)
+}
+
 /// The header bytes for `codec`.
 pub fn header(codec: Codec) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];

@@ -1,7 +1,7 @@
 //! Reads recordings back, detecting truncated tails and corrupt frames by their byte offset.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Seek};
+use std::io::{self, BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 
 use super::format::{
-    Codec, FRAME_PREFIX_LEN, HEADER_LEN, MAGIC, MAX_FRAME_LEN, RecordingMeta, VERSION, kind,
+    Codec, FRAME_PREFIX_LEN, HEADER_LEN, MAGIC, MAX_FRAME_LEN, RecordingMeta, VERSION, checksum,
+    kind,
 };
 use crate::model::{Endpoint, Envelope, Source};
 
@@ -82,7 +83,22 @@ impl<R: Seek> Seek for Counting<R> {
 }
 
 enum Input {
-    Plain(BufReader<Counting<File>>),
+    /// An uncompressed file, memory-mapped: frames are slices of the mapping, never copied.
+    Mapped {
+        data: Bytes,
+        map: Arc<memmap2::Mmap>,
+        at: usize,
+        /// Pages before this have been given back (see [`Input::release_behind`]).
+        released: usize,
+        count: Arc<AtomicU64>,
+    },
+    /// An uncompressed file that could not be mapped, read without a buffer in between: frames are large, and each
+    /// one is read straight into its own allocation.
+    Plain {
+        file: File,
+        len: u64,
+        count: Arc<AtomicU64>,
+    },
     Zstd(Box<zstd::Decoder<'static, BufReader<Counting<File>>>>),
     Memory(io::Cursor<Bytes>),
 }
@@ -90,7 +106,21 @@ enum Input {
 impl Read for Input {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Input::Plain(r) => r.read(buf),
+            Input::Mapped {
+                data, at, count, ..
+            } => {
+                let rest = data.get(*at..).unwrap_or_default();
+                let n = rest.len().min(buf.len());
+                buf[..n].copy_from_slice(&rest[..n]);
+                *at += n;
+                count.store(*at as u64, Ordering::Relaxed);
+                Ok(n)
+            }
+            Input::Plain { file, count, .. } => {
+                let n = file.read(buf)?;
+                count.fetch_add(n as u64, Ordering::Relaxed);
+                Ok(n)
+            }
             Input::Zstd(r) => r.read(buf),
             Input::Memory(r) => r.read(buf),
         }
@@ -98,20 +128,82 @@ impl Read for Input {
 }
 
 impl Input {
+    /// A frame's payload: `head` (already read) and the `rest` bytes that follow it, or `None`
+    /// when the input ends first.
+    fn payload(&mut self, head: &[u8], rest: usize) -> io::Result<Option<Bytes>> {
+        if let Input::Mapped {
+            data, at, count, ..
+        } = self
+        {
+            // The head sits right before `at` in the mapping: the payload is one slice of it.
+            let start = *at - head.len();
+            let end = match at.checked_add(rest) {
+                Some(end) if end <= data.len() => end,
+                _ => return Ok(None),
+            };
+            *at = end;
+            count.store(end as u64, Ordering::Relaxed);
+            let payload = data.slice(start..end);
+            self.release_behind();
+            return Ok(Some(payload));
+        }
+        // Filled by `read_to_end`, which writes into spare capacity: no zeroing first.
+        let mut payload = Vec::with_capacity(head.len() + rest);
+        payload.extend_from_slice(head);
+        let got = self.read_into(rest as u64, &mut payload)?;
+        Ok((got == rest).then(|| Bytes::from(payload)))
+    }
+
+    /// Gives the pages of a mapping well behind the read position back to the kernel, so a
+    /// replay's resident memory stays flat however long the recording. Envelopes still
+    /// holding slices there read them again from the file if they look (same bytes).
+    fn release_behind(&mut self) {
+        const STEP: usize = 64 << 20;
+        const KEEP: usize = 16 << 20;
+        if let Input::Mapped {
+            map, at, released, ..
+        } = self
+            && *at > *released + STEP + KEEP
+        {
+            let upto = (*at - KEEP) & !(PAGE - 1);
+            if release(map, *released, upto - *released) {
+                *released = upto;
+            }
+        }
+    }
+
+    /// Appends up to `n` bytes to `out`; returns how many there were.
+    fn read_into(&mut self, n: u64, out: &mut Vec<u8>) -> io::Result<usize> {
+        match self {
+            // Through `File` itself, std writes into the vector's spare capacity: no zeroing
+            // first, no copy through a buffer.
+            Input::Plain { file, count, .. } => {
+                let got = Read::take(&mut *file, n).read_to_end(out)?;
+                count.fetch_add(got as u64, Ordering::Relaxed);
+                Ok(got)
+            }
+            other => other.take(n).read_to_end(out),
+        }
+    }
+
     /// Skips `n` bytes without handing them out; returns how many were actually there.
     fn skip(&mut self, n: u64) -> io::Result<u64> {
         match self {
-            Input::Plain(r) => {
+            Input::Mapped {
+                data, at, count, ..
+            } => {
+                let available = (data.len().saturating_sub(*at) as u64).min(n);
+                *at += available as usize;
+                count.store(*at as u64, Ordering::Relaxed);
+                self.release_behind();
+                Ok(available)
+            }
+            Input::Plain { file, len, count } => {
                 // Seeking past the end would not report a short file, so only seek within it.
-                let buffered = r.buffer().len() as u64;
-                if n <= buffered {
-                    r.consume(n as usize);
-                    return Ok(n);
-                }
-                let pos = r.stream_position()?;
-                let len = r.get_ref().inner.metadata()?.len();
+                let pos = file.stream_position()?;
                 let available = len.saturating_sub(pos).min(n);
-                r.seek_relative(available as i64)?;
+                let at = file.seek(io::SeekFrom::Current(available as i64))?;
+                count.store(at, Ordering::Relaxed);
                 Ok(available)
             }
             Input::Zstd(r) => io::copy(&mut r.by_ref().take(n), &mut io::sink()),
@@ -168,15 +260,30 @@ impl RecordingReader {
         let codec = check_header(&head[..got], path)?;
         counter.store(HEADER_LEN as u64, Ordering::Relaxed);
         let count = counter;
-        let counted = Counting {
-            inner: file,
-            count: Arc::clone(&count),
-        };
         let input = match codec {
-            Codec::None => Input::Plain(BufReader::with_capacity(256 << 10, counted)),
-            Codec::Zstd => Input::Zstd(Box::new(zstd::Decoder::with_buffer(
-                BufReader::with_capacity(256 << 10, counted),
-            )?)),
+            Codec::None => match map(&file) {
+                Some(map) => Input::Mapped {
+                    data: Bytes::from_owner(SharedMap(Arc::clone(&map))),
+                    map,
+                    at: HEADER_LEN,
+                    released: 0,
+                    count: Arc::clone(&count),
+                },
+                None => Input::Plain {
+                    file,
+                    len: file_len,
+                    count: Arc::clone(&count),
+                },
+            },
+            Codec::Zstd => {
+                let counted = Counting {
+                    inner: file,
+                    count: Arc::clone(&count),
+                };
+                Input::Zstd(Box::new(zstd::Decoder::with_buffer(
+                    BufReader::with_capacity(256 << 10, counted),
+                )?))
+            }
         };
         Self::start(input, codec, Some(file_len), count)
     }
@@ -406,13 +513,13 @@ impl RecordingReader {
             self.frames += 1;
             return Ok(Some((frame_kind, None)));
         }
-        let mut payload = vec![0u8; len];
-        payload[..head_len].copy_from_slice(head);
-        let got = self.read_full(&mut payload[head_len..], start)?;
-        if got < len - head_len {
-            return Ok(None);
-        }
-        if crc32fast::hash(&payload) != crc {
+        let rest = len - head_len;
+        let payload = match self.input.payload(head, rest) {
+            Ok(Some(payload)) => payload,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(self.stream_error(e, start)),
+        };
+        if checksum(&payload) != crc {
             return Err(RecordError::Corrupt {
                 offset: start,
                 reason: "checksum mismatch".into(),
@@ -420,7 +527,7 @@ impl RecordingReader {
         }
         self.offset = start + (FRAME_PREFIX_LEN + len) as u64;
         self.frames += 1;
-        Ok(Some((frame_kind, Some(Bytes::from(payload)))))
+        Ok(Some((frame_kind, Some(payload))))
     }
 
     fn read_full(&mut self, buf: &mut [u8], frame_start: u64) -> Result<usize, RecordError> {
@@ -445,6 +552,43 @@ impl RecordingReader {
         }
         RecordError::Io(err)
     }
+}
+
+/// A page, the unit mappings are released in.
+const PAGE: usize = 4096;
+
+/// A mapping shared between the reader and the envelopes sliced from it.
+struct SharedMap(Arc<memmap2::Mmap>);
+
+impl AsRef<[u8]> for SharedMap {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Maps `file` into memory, or `None` if it cannot be (then it is read instead).
+///
+/// Replaying a mapped recording copies nothing: each envelope's bytes are a slice of the
+/// mapping, and a worker that skips another's envelopes never touches their pages.
+#[allow(unsafe_code)]
+fn map(file: &File) -> Option<Arc<memmap2::Mmap>> {
+    // SAFETY: the mapping is read-only and private to this process. The one hazard of a
+    // file mapping is another process truncating the file while it is mapped: reading the
+    // vanished pages then raises SIGBUS. Recordings are only ever appended to by their writer
+    // (which keeps the bytes already written), so this happens only if someone truncates a
+    // recording during its own replay — the same caveat ripgrep documents for its mapped
+    // searches.
+    let mapped = unsafe { memmap2::Mmap::map(file) }.ok()?;
+    Some(Arc::new(mapped))
+}
+
+/// Drops `len` bytes of `map` from `offset` out of this process's memory; true on success.
+#[allow(unsafe_code)]
+fn release(map: &memmap2::Mmap, offset: usize, len: usize) -> bool {
+    // SAFETY: `MADV_DONTNEED` is unsafe in general because on a writable private mapping it
+    // throws away changes. This mapping is read-only: nothing can have changed, and a later
+    // read of the range faults the same bytes back in from the file.
+    unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len) }.is_ok()
 }
 
 fn check_header(head: &[u8], path: &Path) -> Result<Codec, RecordError> {

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
-use super::format::{Codec, MAX_FRAME_LEN, RecordingMeta, header, kind};
+use super::format::{Codec, MAX_FRAME_LEN, RecordingMeta, checksum, header, kind};
 use crate::model::{Envelope, Source};
 
 /// The body sink: plain, or one zstd stream.
@@ -138,7 +138,7 @@ impl<W: Write> RecordingWriter<W> {
                 io::Error::new(io::ErrorKind::InvalidInput, "frame larger than 64 MiB")
             })?;
         body.write_all(&len.to_le_bytes())?;
-        body.write_all(&crc32fast::hash(&self.scratch).to_le_bytes())?;
+        body.write_all(&checksum(&self.scratch).to_le_bytes())?;
         body.write_all(&self.scratch)?;
         self.frames += 1;
         Ok(())

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use tracing::{error, warn};
 
-use crate::store::{StateWrite, Store, StoreError};
+use std::collections::HashMap;
+
+use crate::store::{StateWrite, Store, StoreError, Tree};
 
 /// Sends batches to the store thread.
 #[derive(Clone)]
@@ -50,6 +52,9 @@ impl StoreSink {
             .spawn(move || {
                 let mut report = StoreSinkReport::default();
                 let mut dirty = false;
+                // The newest version written per versioned key: the same key may come from
+                // several workers, in any order, and the newest must win.
+                let mut versions: HashMap<(Tree, Vec<u8>), i64> = HashMap::new();
                 let mut last_flush = Instant::now();
                 let check = |result: Result<(), StoreError>, report: &mut StoreSinkReport| {
                     if let Err(e) = result {
@@ -60,7 +65,21 @@ impl StoreSink {
                 loop {
                     let wait = flush_every.saturating_sub(last_flush.elapsed());
                     match rx.recv_timeout(wait) {
-                        Ok(batch) => {
+                        Ok(mut batch) => {
+                            batch.retain(|w| match w.version {
+                                None => true,
+                                Some(v) => match versions.get_mut(&(w.tree, w.key.clone())) {
+                                    Some(newest) if *newest > v => false,
+                                    Some(newest) => {
+                                        *newest = v;
+                                        true
+                                    }
+                                    None => {
+                                        versions.insert((w.tree, w.key.clone()), v);
+                                        true
+                                    }
+                                },
+                            });
                             report.batches += 1;
                             report.writes += batch.len() as u64;
                             check(store.apply(&batch), &mut report);

@@ -71,6 +71,9 @@ pub struct StateWrite {
     pub key: Vec<u8>,
     /// The value, or `None` to remove the key.
     pub value: Option<Vec<u8>>,
+    /// When set, the write only lands if no write with a greater version reached the key
+    /// before it: keys written from several workers still end with the newest value.
+    pub version: Option<i64>,
 }
 
 /// A store problem.
@@ -267,6 +270,7 @@ mod tests {
             tree,
             key: key.as_bytes().to_vec(),
             value: Some(value.as_bytes().to_vec()),
+            version: None,
         }
     }
 

@@ -5,7 +5,7 @@ use std::hash::Hash;
 use serde::Serialize;
 
 use super::{StateWrite, Tree};
-use crate::model::{Asset, Instrument, PriceSource, PriceTick};
+use crate::model::{Asset, PricePoint, PriceSource};
 
 /// A record the store keeps the latest of, per key.
 pub trait StateRecord:
@@ -16,6 +16,11 @@ pub trait StateRecord:
 
     /// The record's key.
     fn state_key(&self) -> Self::Key;
+
+    /// Which worker keeps the record's key: a stable hash of it.
+    fn route(&self) -> u64 {
+        crate::dataflow::route(&self.state_key())
+    }
 
     /// Whether `self` replaces `other` when both arrive for the same key at the same time.
     /// Must be a total order, so that the winner never depends on arrival order.
@@ -38,22 +43,27 @@ struct CachedPrice<'a> {
     change_24h: Option<String>,
 }
 
-impl StateRecord for PriceTick {
+impl StateRecord for PricePoint {
     type Key = (Asset, PriceSource);
 
     fn state_key(&self) -> Self::Key {
         (self.asset.clone(), self.source.clone())
     }
 
+    fn route(&self) -> u64 {
+        // The same hash as the key's, without cloning it.
+        crate::dataflow::route(&(&self.asset, &self.source))
+    }
+
     fn supersedes(&self, other: &Self) -> bool {
-        (self.publish_ms, self.price, self.conf) > (other.publish_ms, other.price, other.conf)
+        (self.publish_ms, self.price) > (other.publish_ms, other.price)
     }
 
     fn to_write(&self) -> StateWrite {
-        let chain = match &self.instrument {
-            Instrument::Token(t) => &*t.chain,
-            Instrument::Feed(_) => "pythnet",
-            Instrument::Symbol(_) => "",
+        let chain = match (&self.chain, &self.asset) {
+            (Some(chain), _) => &**chain,
+            (None, Asset::Feed(_)) => "pythnet",
+            (None, _) => "",
         };
         let row = CachedPrice {
             asset: self.asset.to_string(),
@@ -69,6 +79,7 @@ impl StateRecord for PriceTick {
             tree: Tree::Prices,
             key: price_key(&self.asset, &self.source),
             value: serde_json::to_vec(&row).ok(),
+            version: Some(self.publish_ms),
         }
     }
 }

@@ -80,6 +80,7 @@ impl StateRecord for PortfolioRecord {
             key: PORTFOLIO_KEY.as_bytes().to_vec(),
             // Plain data with string keys: serialization cannot fail.
             value: serde_json::to_vec(self).ok(),
+            version: None,
         }
     }
 }
@@ -192,6 +193,7 @@ mod tests {
                 tree: Tree::Risk,
                 key: PORTFOLIO_KEY.as_bytes().to_vec(),
                 value: Some(b"{\"cash\":1}".to_vec()),
+                version: None,
             }])
             .unwrap();
         assert!(matches!(

@@ -64,6 +64,7 @@ impl StateRecord for TrendingRecord {
             // key is the safe write (the record is rebuilt by the next change) where a partial
             // value would not be.
             value: serde_json::to_vec(self).ok(),
+            version: None,
         }
     }
 }
@@ -287,6 +288,7 @@ mod tests {
             tree: Tree::Trending,
             key: trending_key(&a),
             value: Some(b"{\"token\":".to_vec()),
+            version: None,
         };
         store.apply(&[bad]).unwrap();
         assert!(matches!(

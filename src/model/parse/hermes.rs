@@ -11,6 +11,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::scan::{Cursor, decode_hex_into, parse_digits, parse_digits_u64};
 use super::support::{
     Text, check_not_ahead, decode_object, first_byte, join, seconds_to_ms, slice_of,
 };
@@ -121,6 +122,16 @@ fn text_error(raw: &[u8]) -> Option<String> {
 }
 
 fn parse_update(env: &Envelope, ctx: &ParseContext<'_>, out: &mut Vec<Record>) {
+    let first = out.len();
+    if parse_compact(env, ctx, out).is_some() {
+        return;
+    }
+    out.truncate(first);
+    parse_update_general(env, ctx, out);
+}
+
+/// Any document, with serde: the path for everything the compact reader does not take.
+fn parse_update_general(env: &Envelope, ctx: &ParseContext<'_>, out: &mut Vec<Record>) {
     if first_byte(&env.raw) == Some(b'{')
         && let Ok(update) = serde_json::from_slice::<UpdateWire<'_>>(&env.raw)
     {
@@ -306,6 +317,94 @@ fn feed_tick(
     })
 }
 
+/// Reads the compact form Hermes writes — keys in its order, no whitespace, no escapes — with
+/// a byte cursor instead of a general JSON parser: the hot path. Gives up (`None`, with some
+/// records possibly pushed, which the caller removes) on anything else or anything invalid,
+/// so the general parser decides every document this does not accept whole.
+fn parse_compact(env: &Envelope, ctx: &ParseContext<'_>, out: &mut Vec<Record>) -> Option<()> {
+    let raw: &[u8] = &env.raw;
+    let mut c = Cursor::new(raw);
+    c.eat(br#"{"binary":{"encoding":"hex","data":["#)?;
+    let mut blobs: Vec<std::ops::Range<usize>> = Vec::new();
+    if !c.eat_byte(b']') {
+        loop {
+            let text = c.hex_string()?;
+            if text.is_empty() || !text.len().is_multiple_of(2) {
+                return None;
+            }
+            let start = text.as_ptr().addr().checked_sub(raw.as_ptr().addr())?;
+            blobs.push(start..start + text.len());
+            if c.eat_byte(b']') {
+                break;
+            }
+            c.eat(b",")?;
+        }
+    }
+    c.eat(br#"},"parsed":["#)?;
+    let first = out.len();
+    if !c.eat_byte(b']') {
+        loop {
+            c.eat(br#"{"id":"#)?;
+            let mut id = [0u8; 32];
+            decode_hex_into(c.short_string()?, &mut id)?;
+            c.eat(br#","price":{"price":"#)?;
+            let mantissa = parse_digits(c.short_string()?).filter(|m| *m > 0)?;
+            c.eat(br#","conf":"#)?;
+            let conf = parse_digits_u64(c.short_string()?)?;
+            c.eat(br#","expo":"#)?;
+            let expo = i32::try_from(c.int()?)
+                .ok()
+                .filter(|e| EXPO_RANGE.contains(e))?;
+            c.eat(br#","publish_time":"#)?;
+            let publish_ms = c.int()?.checked_mul(1000)?;
+            c.eat(b"}")?;
+            // `ema_price`, `metadata` and anything else in the feed: not needed.
+            while c.eat_byte(b',') {
+                c.short_string()?;
+                c.eat(b":")?;
+                c.skip_value()?;
+            }
+            c.eat(b"}")?;
+            check_not_ahead(publish_ms, env.t_ms, ctx).ok()?;
+            let instrument = Instrument::Feed(FeedId(id));
+            out.push(Record::Price(PriceTick {
+                asset: ctx.assets.resolve(&instrument),
+                instrument,
+                price: Decimal::new(mantissa, expo),
+                conf,
+                publish_ms,
+                source: PriceSource::Hermes,
+                change_24h: None,
+                update_data: None,
+            }));
+            if c.eat_byte(b']') {
+                break;
+            }
+            c.eat(b",")?;
+        }
+    }
+    c.eat(b"}")?;
+    if !c.at_end() {
+        return None;
+    }
+    let ticks = &mut out[first..];
+    let shared = match blobs.len() {
+        n if n == ticks.len() => None,
+        1 => Some(env.raw.slice(blobs[0].clone())),
+        // The general parser decides what such a document means.
+        _ => return None,
+    };
+    for (i, record) in ticks.iter_mut().enumerate() {
+        if let Record::Price(tick) = record {
+            tick.update_data = match &shared {
+                Some(blob) => Some(blob.clone()),
+                None => Some(env.raw.slice(blobs[i].clone())),
+            };
+        }
+    }
+    Some(())
+}
+
 fn not_integer(kind: &str, text: &str) -> String {
     format!(
         "not an {kind} integer string: {:?}",
@@ -317,6 +416,59 @@ fn not_integer(kind: &str, text: &str) -> String {
 mod tests {
     use super::*;
     use crate::model::{Asset, AssetMap, Endpoint};
+
+    /// The compact reader, where it accepts a document, says exactly what serde says.
+    #[test]
+    fn the_compact_reader_agrees_with_serde() {
+        use proptest::prelude::*;
+        let feed = (
+            any::<[u8; 32]>(),
+            -5i64..2_000_000_000_000,
+            0u64..9_999_999,
+            -12i32..3,
+            1_795_247_000i64..1_795_249_000,
+            any::<bool>(),
+        );
+        let docs = (
+            proptest::collection::vec(feed, 0..6),
+            0usize..3,
+            any::<bool>(),
+        );
+        proptest!(|((feeds, blob_mode, uppercase) in docs)| {
+            let parsed: Vec<String> = feeds.iter().map(|(id, price, conf, expo, t, meta_null)| {
+                let mut id = hex::encode(id);
+                if uppercase { id = id.to_uppercase(); }
+                let meta = if *meta_null { "null".to_owned() } else { "1".to_owned() };
+                format!(r#"{{"id":"{id}","price":{{"price":"{price}","conf":"{conf}","expo":{expo},"publish_time":{t}}},"ema_price":{{"price":"1","conf":"2","expo":{expo},"publish_time":{t}}},"metadata":{{"slot":{meta},"proof_available_time":{meta},"prev_publish_time":{t}}}}}"#)
+            }).collect();
+            let blobs: Vec<String> = match blob_mode {
+                0 => feeds.iter().map(|(id, ..)| format!("\"{}\"", hex::encode(id))).collect(),
+                1 => vec!["\"504e4155\"".to_owned()],
+                _ => vec![],
+            };
+            let doc = format!(r#"{{"binary":{{"encoding":"hex","data":[{}]}},"parsed":[{}]}}"#, blobs.join(","), parsed.join(","));
+            let e = Envelope {
+                endpoint: Endpoint::HermesStream,
+                t_ms: 1_795_248_010_000,
+                context: String::new(),
+                raw: bytes::Bytes::from(doc.clone()),
+                seq: 0,
+            };
+            let assets = AssetMap::default();
+            let ctx = ParseContext { assets: &assets, max_future_skew_ms: 5_000 };
+            let (mut fast, mut general) = (Vec::new(), Vec::new());
+            let accepted = parse_compact(&e, &ctx, &mut fast).is_some();
+            parse_update_general(&e, &ctx, &mut general);
+            if accepted {
+                prop_assert_eq!(&fast, &general);
+            }
+            // Everything valid and compact is taken by the fast reader.
+            let all_valid = feeds.iter().all(|(_, p, _, _, t, _)| *p > 0 && *t * 1000 <= 1_795_248_015_000);
+            if all_valid && blob_mode == 0 {
+                prop_assert!(accepted, "{}", doc);
+            }
+        });
+    }
 
     const BTC: &str = "e62df6c8b4a85fe1a67db44dc12de5db330f7ac66b72dc658afedf0f4a415b43";
     const ETH: &str = "ff61491a931112ddf1bd8147cd1b641375f79f5825126d665480874634fd0ace";

@@ -29,6 +29,7 @@ pub mod chain;
 pub mod dexscreener;
 pub mod hermes;
 pub mod mesh;
+mod scan;
 mod support;
 
 use super::{AssetMap, Endpoint, Envelope, InvalidInput, Location, Record};

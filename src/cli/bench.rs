@@ -1,0 +1,243 @@
+//! `sluice bench`: replay throughput at 1 and 2 workers next to a parse-only floor, measured
+//! in the same run on the same recording.
+//!
+//! The floor reads the recording and parses every envelope into the same records the pipeline
+//! uses, on one thread, with no dataflow. Each pipeline measurement runs `sluice replay` in a
+//! child process, so every figure gets a fresh process (and its own peak RSS).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use clap::Args;
+use serde_json::json;
+
+use sluice::config::Config;
+use sluice::dataflow::graph::Wiring;
+use sluice::model::Record;
+use sluice::model::parse::{ParseContext, parse_envelope};
+use sluice::record::{Codec, Item, RecordingReader};
+use sluice::synth::SynthOptions;
+
+/// Arguments of `sluice bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The recording to measure (default: synthesize one shaped like the bundled recording,
+    /// with at least 5 million price updates).
+    pub recording: Option<PathBuf>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Worker counts to measure.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2])]
+    pub workers: Vec<usize>,
+    /// Rounds of measurements; each figure is the median over them. The floor and the worker
+    /// counts take turns within a round, so a noisy moment hits them alike.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Minutes of the synthesized recording.
+    #[arg(long, default_value_t = 70)]
+    pub minutes: u32,
+    /// Pyth feeds per Hermes event in the synthesized recording.
+    #[arg(long, default_value_t = 500)]
+    pub feeds: u32,
+    /// Tokens in the synthesized recording.
+    #[arg(long, default_value_t = 1000)]
+    pub tokens: u32,
+    /// Where to write the synthesized recording and the replays' output (default: a
+    /// temporary directory, removed afterwards).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let temp = tempfile::Builder::new().prefix("sluice-bench").tempdir()?;
+    let dir = args.dir.clone().unwrap_or_else(|| temp.path().to_owned());
+    std::fs::create_dir_all(&dir)?;
+    let recording = match &args.recording {
+        Some(path) => path.clone(),
+        None => {
+            let path = dir.join("bench.rec");
+            let options = SynthOptions {
+                minutes: args.minutes,
+                feeds: args.feeds,
+                tokens: args.tokens,
+                ..SynthOptions::default()
+            };
+            eprintln!(
+                "synthesizing {} minutes x {} feeds x {} tokens into {} ...",
+                options.minutes,
+                options.feeds,
+                options.tokens,
+                path.display()
+            );
+            let summary = sluice::synth::write_recording(&path, Codec::None, &options)?;
+            eprintln!(
+                "  {} price updates, {:.0} MB",
+                summary.price_updates,
+                summary.bytes as f64 / 1e6
+            );
+            path
+        }
+    };
+    let config = Config::load(None, &[])?;
+    // One pass to bring the recording into the page cache, so no round pays for the disk.
+    std::io::copy(&mut std::fs::File::open(&recording)?, &mut std::io::sink())?;
+    let rounds = args.rounds.max(1);
+    let mut floors = Vec::new();
+    let mut runs: Vec<Vec<serde_json::Value>> = vec![Vec::new(); args.workers.len()];
+    for round in 1..=rounds {
+        eprintln!("round {round}/{rounds}: parse-only floor ...");
+        floors.push(parse_floor(&recording, &config)?);
+        for (i, workers) in args.workers.iter().enumerate() {
+            eprintln!("round {round}/{rounds}: replay with {workers} worker(s) ...");
+            runs[i].push(replay_in_child(
+                &recording,
+                &dir.join(format!("out-{workers}")),
+                *workers,
+            )?);
+        }
+    }
+    floors.sort_by(|a, b| a.secs.total_cmp(&b.secs));
+    let floor = floors.swap_remove(floors.len() / 2);
+    let mut by_workers = serde_json::Map::new();
+    for (workers, mut reports) in args.workers.iter().zip(runs) {
+        let key = |r: &serde_json::Value| r["price_updates_per_sec"].as_f64().unwrap_or(0.0);
+        reports.sort_by(|a, b| key(a).total_cmp(&key(b)));
+        by_workers.insert(workers.to_string(), reports.swap_remove(reports.len() / 2));
+    }
+    let result = json!({
+        "recording": recording.display().to_string(),
+        "rounds": rounds,
+        "price_updates": floor.prices,
+        "envelopes": floor.envelopes,
+        "bytes": floor.bytes,
+        "parse_floor": {
+            "price_updates_per_sec": floor.prices as f64 / floor.secs,
+            "envelopes_per_sec": floor.envelopes as f64 / floor.secs,
+            "mb_per_sec": floor.bytes as f64 / 1e6 / floor.secs,
+        },
+        "workers": by_workers,
+    });
+    if args.json {
+        println!("{result}");
+    } else {
+        print_table(&result);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+struct Floor {
+    prices: u64,
+    envelopes: u64,
+    bytes: u64,
+    secs: f64,
+}
+
+/// Reads and parses every envelope on this thread: the cost a pipeline cannot avoid.
+fn parse_floor(recording: &Path, config: &Config) -> anyhow::Result<Floor> {
+    let wiring = Wiring::new(config, sluice::config::Pipeline::default_pipeline()?)
+        .map_err(anyhow::Error::msg)?;
+    let ctx = ParseContext {
+        assets: &wiring.parse.assets,
+        max_future_skew_ms: wiring.parse.max_future_skew_ms,
+    };
+    let mut reader = RecordingReader::open(recording)?;
+    let mut records = Vec::new();
+    let mut floor = Floor {
+        prices: 0,
+        envelopes: 0,
+        bytes: 0,
+        secs: 0.0,
+    };
+    let started = Instant::now();
+    while let Some(item) = reader.next_item()? {
+        if let Item::Envelope(env) = item {
+            floor.envelopes += 1;
+            floor.bytes += env.raw.len() as u64;
+            parse_envelope(&env, &ctx, &mut records);
+            floor.prices += records
+                .iter()
+                .filter(|r| matches!(r, Record::Price(_)))
+                .count() as u64;
+            records.clear();
+        }
+    }
+    floor.secs = started.elapsed().as_secs_f64().max(1e-9);
+    Ok(floor)
+}
+
+/// Runs `sluice replay --json` in a child process and returns its report.
+fn replay_in_child(
+    recording: &Path,
+    out: &Path,
+    workers: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let exe = std::env::current_exe()?;
+    let output = Command::new(exe)
+        .arg("replay")
+        .arg(recording)
+        .arg("--out")
+        .arg(out)
+        .arg("--workers")
+        .arg(workers.to_string())
+        .arg("--json")
+        .env("RUST_LOG", "warn")
+        .output()?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "replay with {workers} workers failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    Ok(json!({
+        "price_updates_per_sec": report["price_updates_per_sec"],
+        "envelopes_per_sec": report["envelopes_per_sec"],
+        "mb_per_sec": report["mb_per_sec"],
+        "elapsed_secs": report["elapsed_secs"],
+        "peak_rss_mb": report["peak_rss_mb"],
+        "events": report["events"],
+    }))
+}
+
+fn print_table(result: &serde_json::Value) {
+    let num = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
+    let floor = &result["parse_floor"];
+    println!(
+        "recording        {}",
+        result["recording"].as_str().unwrap_or("")
+    );
+    println!(
+        "price updates    {}   envelopes {}   {:.0} MB",
+        result["price_updates"],
+        result["envelopes"],
+        num(&result["bytes"]) / 1e6
+    );
+    println!(
+        "{:<16} {:>16} {:>14} {:>10} {:>10} {:>9}",
+        "", "price upd/s", "envelopes/s", "MB/s", "vs floor", "peak RSS"
+    );
+    println!(
+        "{:<16} {:>16.0} {:>14.0} {:>10.1} {:>10} {:>9}",
+        "parse floor",
+        num(&floor["price_updates_per_sec"]),
+        num(&floor["envelopes_per_sec"]),
+        num(&floor["mb_per_sec"]),
+        "1.00",
+        "-"
+    );
+    if let Some(workers) = result["workers"].as_object() {
+        for (n, w) in workers {
+            println!(
+                "{:<16} {:>16.0} {:>14.0} {:>10.1} {:>10.2} {:>8.0}M",
+                format!("{n} worker(s)"),
+                num(&w["price_updates_per_sec"]),
+                num(&w["envelopes_per_sec"]),
+                num(&w["mb_per_sec"]),
+                num(&w["price_updates_per_sec"]) / num(&floor["price_updates_per_sec"]).max(1e-9),
+                num(&w["peak_rss_mb"])
+            );
+        }
+    }
+}

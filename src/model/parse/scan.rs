@@ -1,0 +1,263 @@
+//! A byte cursor for the one JSON shape a hot path expects, written compactly as the server
+//! writes it: it either reads that shape or gives up, leaving the general parser to decide
+//! (and to explain any problem).
+
+/// Hex digit values; 0xff marks a byte that is not a hex digit.
+const HEX: [u8; 256] = {
+    let mut table = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        table[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// Decodes exactly `out.len() * 2` hex digits; `None` on anything else.
+pub(super) fn decode_hex_into(text: &[u8], out: &mut [u8]) -> Option<()> {
+    if text.len() != out.len() * 2 {
+        return None;
+    }
+    let mut bad = 0u8;
+    for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+        let (hi, lo) = (HEX[usize::from(pair[0])], HEX[usize::from(pair[1])]);
+        bad |= hi | lo;
+        *byte = (hi << 4) | (lo & 0x0f);
+    }
+    // A bad digit is 0xff, which has the high bit set; valid ones never do.
+    (bad & 0x80 == 0).then_some(())
+}
+
+/// The length of the run of hex digits `text` starts with.
+///
+/// Checks 32 bytes at a time without early exit (which vectorizes), and looks byte by byte
+/// only inside the chunk where the run ends: one pass both finds the end of a hex string and
+/// validates it.
+pub(super) fn hex_run(text: &[u8]) -> usize {
+    let mut chunks = text.chunks_exact(32);
+    let mut done = 0;
+    for chunk in chunks.by_ref() {
+        if !chunk.iter().fold(true, |ok, b| ok & b.is_ascii_hexdigit()) {
+            break;
+        }
+        done += 32;
+    }
+    done + text[done..]
+        .iter()
+        .take_while(|b| b.is_ascii_hexdigit())
+        .count()
+}
+
+/// A position in a payload.
+pub(super) struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    /// A cursor at the start of `bytes`.
+    pub(super) fn new(bytes: &'a [u8]) -> Self {
+        Cursor { bytes, at: 0 }
+    }
+
+    /// Consumes `literal` if it comes next.
+    pub(super) fn eat(&mut self, literal: &[u8]) -> Option<()> {
+        let end = self.at.checked_add(literal.len())?;
+        (self.bytes.get(self.at..end)? == literal).then(|| self.at = end)
+    }
+
+    /// The next byte, without consuming it.
+    pub(super) fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    /// Consumes the next byte if it is `b`.
+    pub(super) fn eat_byte(&mut self, b: u8) -> bool {
+        let hit = self.peek() == Some(b);
+        self.at += usize::from(hit);
+        hit
+    }
+
+    /// A short string's contents (an id, a number written as a string): scanned byte by
+    /// byte, which beats a vectorized search on a few dozen bytes. Gives up on escapes.
+    pub(super) fn short_string(&mut self) -> Option<&'a [u8]> {
+        self.eat(b"\"")?;
+        let rest = self.bytes.get(self.at..)?;
+        let end = rest.iter().position(|b| *b == b'"' || *b == b'\\')?;
+        if rest[end] != b'"' {
+            return None;
+        }
+        self.at += end + 1;
+        Some(&rest[..end])
+    }
+
+    /// A string that must be hex digits (an update blob), found and validated in one pass.
+    /// Gives up on anything but hex digits before the closing quote.
+    pub(super) fn hex_string(&mut self) -> Option<&'a [u8]> {
+        self.eat(b"\"")?;
+        let rest = self.bytes.get(self.at..)?;
+        let len = hex_run(rest);
+        if rest.get(len) != Some(&b'"') {
+            return None;
+        }
+        self.at += len + 1;
+        Some(&rest[..len])
+    }
+
+    /// A string's contents (the opening quote comes next). Escapes make it give up: the
+    /// contents would not be the bytes in the payload.
+    pub(super) fn string(&mut self) -> Option<&'a [u8]> {
+        self.eat(b"\"")?;
+        let rest = self.bytes.get(self.at..)?;
+        let end = memchr::memchr2(b'"', b'\\', rest)?;
+        if rest[end] != b'"' {
+            return None;
+        }
+        let text = &rest[..end];
+        self.at += end + 1;
+        Some(text)
+    }
+
+    /// An integer literal (optionally negative), as i64.
+    pub(super) fn int(&mut self) -> Option<i64> {
+        let negative = self.eat_byte(b'-');
+        let digits = self.digits()?;
+        let value = parse_digits(digits)?;
+        if negative {
+            value.checked_neg()
+        } else {
+            Some(value)
+        }
+    }
+
+    fn digits(&mut self) -> Option<&'a [u8]> {
+        let rest = self.bytes.get(self.at..)?;
+        let len = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if len == 0 {
+            return None;
+        }
+        self.at += len;
+        Some(&rest[..len])
+    }
+
+    /// Skips one object, array, string, number or literal. Gives up on escapes.
+    pub(super) fn skip_value(&mut self) -> Option<()> {
+        let mut depth = 0usize;
+        loop {
+            match self.peek()? {
+                b'"' => {
+                    self.string()?;
+                }
+                b'{' | b'[' => {
+                    depth += 1;
+                    self.at += 1;
+                }
+                b'}' | b']' => {
+                    depth = depth.checked_sub(1)?;
+                    self.at += 1;
+                }
+                b',' | b':' if depth > 0 => self.at += 1,
+                b'-' | b'0'..=b'9' | b't' | b'f' | b'n' | b'.' | b'e' | b'E' | b'+' => {
+                    let rest = self.bytes.get(self.at..)?;
+                    let len = rest
+                        .iter()
+                        .take_while(|b| {
+                            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'+' | b'.')
+                        })
+                        .count();
+                    self.at += len;
+                }
+                _ => return None,
+            }
+            if depth == 0 {
+                return Some(());
+            }
+        }
+    }
+
+    /// True when only whitespace is left.
+    pub(super) fn at_end(&self) -> bool {
+        self.bytes
+            .get(self.at..)
+            .is_some_and(|rest| rest.iter().all(u8::is_ascii_whitespace))
+    }
+}
+
+/// Digits as a non-negative i64; `None` on overflow or a leading zero that JSON forbids.
+pub(super) fn parse_digits(digits: &[u8]) -> Option<i64> {
+    if digits.is_empty() || (digits.len() > 1 && digits[0] == b'0') || digits.len() > 19 {
+        return None;
+    }
+    let mut value: i64 = 0;
+    for d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        value = value.checked_mul(10)?.checked_add(i64::from(d - b'0'))?;
+    }
+    Some(value)
+}
+
+/// Digits as a u64 (no sign).
+pub(super) fn parse_digits_u64(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || (digits.len() > 1 && digits[0] == b'0') || digits.len() > 20 {
+        return None;
+    }
+    let mut value: u64 = 0;
+    for d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        value = value.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    Some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_decodes_exactly() {
+        let mut out = [0u8; 2];
+        assert_eq!(decode_hex_into(b"aB0f", &mut out), Some(()));
+        assert_eq!(out, [0xab, 0x0f]);
+        assert_eq!(decode_hex_into(b"aB0g", &mut out), None);
+        assert_eq!(decode_hex_into(b"aB0", &mut out), None);
+        assert_eq!(hex_run(b"00ff"), 4);
+        assert_eq!(hex_run(b"00 f"), 2);
+        assert_eq!(hex_run(b""), 0);
+        let long: Vec<u8> = (0..100)
+            .map(|i| b"0123456789abcdefABCDEF"[i % 22])
+            .collect();
+        assert_eq!(hex_run(&long), 100);
+        for cut in [0, 1, 31, 32, 33, 64, 99] {
+            let mut bad = long.clone();
+            bad[cut] = b'"';
+            assert_eq!(hex_run(&bad), cut);
+        }
+    }
+
+    #[test]
+    fn the_cursor_reads_the_compact_form_or_gives_up() {
+        let mut c = Cursor::new(br#"{"a":"x","b":-12,"c":{"d":[1,2.5e3,null,"y"]}}  "#);
+        assert!(c.eat(b"{\"a\":").is_some());
+        assert_eq!(c.string(), Some(&b"x"[..]));
+        assert!(c.eat(b",\"b\":").is_some());
+        assert_eq!(c.int(), Some(-12));
+        assert!(c.eat(b",\"c\":").is_some());
+        assert!(c.skip_value().is_some());
+        assert!(c.eat(b"}").is_some());
+        assert!(c.at_end());
+        assert_eq!(Cursor::new(br#""a\"b""#).string(), None);
+        assert_eq!(Cursor::new(b"0123").int(), None);
+        assert_eq!(Cursor::new(b"99999999999999999999").int(), None);
+        assert_eq!(parse_digits_u64(b"18446744073709551615"), Some(u64::MAX));
+    }
+}
