@@ -19,8 +19,10 @@
 pub mod config;
 pub mod dataflow;
 pub mod model;
+pub mod net;
 pub mod ops;
 pub mod record;
 pub mod sinks;
 pub mod store;
 pub mod synth;
+pub mod venue;

@@ -12,6 +12,7 @@
 //! ```
 
 mod computations;
+mod live;
 mod pipeline;
 mod secret;
 
@@ -25,6 +26,7 @@ pub use computations::{
     DebounceConfig, EarlyUpdate, FeedConfig, FusionConfig, Percent, RiskConfig, TrendingConfig,
     UnlistedFeeds,
 };
+pub use live::{BirdeyeConfig, DexscreenerConfig, HermesConfig, HttpConfig, ServeConfig, SourcesConfig};
 pub use pipeline::{Computation, Pipeline, SinkKind};
 pub use secret::{REDACTED, Secret};
 
@@ -71,6 +73,18 @@ pub struct Config {
     pub debounce: DebounceConfig,
     /// Risk: the paper portfolio and drawdown tiers.
     pub risk: RiskConfig,
+    /// The HTTP layer every poller shares.
+    pub http: HttpConfig,
+    /// DEX Screener.
+    pub dexscreener: DexscreenerConfig,
+    /// Birdeye.
+    pub birdeye: BirdeyeConfig,
+    /// Pyth Hermes.
+    pub hermes: HermesConfig,
+    /// Live sources.
+    pub sources: SourcesConfig,
+    /// The operations server.
+    pub serve: ServeConfig,
     /// Assets and the identifiers that price them.
     #[serde(default)]
     pub assets: Vec<AssetConfig>,
@@ -244,6 +258,16 @@ impl Config {
         self.risk
             .validate()
             .map_err(|(key, problem)| invalid(&format!("risk.{key}"), problem))?;
+        self.http.validate().map_err(|(key, problem)| invalid(&format!("http.{key}"), problem))?;
+        self.dexscreener
+            .validate()
+            .map_err(|(key, problem)| invalid(&format!("dexscreener.{key}"), problem))?;
+        self.birdeye.validate().map_err(|(key, problem)| invalid(&format!("birdeye.{key}"), problem))?;
+        self.hermes.validate().map_err(|(key, problem)| invalid(&format!("hermes.{key}"), problem))?;
+        self.serve.validate().map_err(|(key, problem)| invalid(&format!("serve.{key}"), problem))?;
+        if self.sources.watermark_interval_ms == 0 {
+            return Err(invalid("sources.watermark_interval_ms", "must be at least 1".into()));
+        }
         Ok(())
     }
 

@@ -29,6 +29,8 @@ pub enum FeedState {
     Waiting,
     /// More is ready: pull again soon.
     Ready,
+    /// Nothing until others catch up: pull again after a short pause.
+    Later,
     /// Nothing more, ever.
     Closed,
 }
@@ -131,6 +133,7 @@ pub fn source_operator<'scope, F: Feed>(
                 match status {
                     FeedState::Waiting => {}
                     FeedState::Ready => activator.activate(),
+                FeedState::Later => activator.activate_after(Duration::from_micros(200)),
                     FeedState::Closed => {
                         let final_time = (*cap.time()).max(state.max_time + state.tick_ms);
                         cap.downgrade(&final_time);

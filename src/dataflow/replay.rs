@@ -88,19 +88,26 @@ impl ReplayDemux {
     /// True when completed output lags more than `lookahead_ms` behind what the sources have
     /// already released: reading further would only pile up data in flight.
     fn ahead_of_output(&self) -> bool {
-        let released = Source::ALL
+        self.done
+            .less_than(&self.released().saturating_sub(self.lookahead_ms))
+    }
+
+    /// What the sources have released so far: the least of their last watermarks.
+    fn released(&self) -> u64 {
+        Source::ALL
             .iter()
             .filter(|s| self.wanted[s.index()])
             .map(|s| self.watermarks[s.index()].unwrap_or(0))
             .min()
-            .unwrap_or(0);
-        self.done
-            .less_than(&released.saturating_sub(self.lookahead_ms))
+            .unwrap_or(0)
     }
 
-    /// Reads up to `frames_per_step` frames into the queues; wakes the sources that got items.
+    /// Reads up to `frames_per_step` frames into the queues, and no more than an eighth of the
+    /// lookahead of recorded time, so that reading never outruns the lookahead in one go (the
+    /// workers would then take turns waiting for each other); wakes the sources that got items.
     fn fill(&mut self) {
         let mut woken = [false; Source::ALL.len()];
+        let slice_end = self.released().saturating_add(self.lookahead_ms / 8);
         let (index, peers, wanted) = (self.index, self.peers, self.wanted);
         for _ in 0..self.frames_per_step {
             let Some(reader) = self.reader.as_mut() else {
@@ -129,6 +136,9 @@ impl ReplayDemux {
             if self.wanted[source.index()] {
                 self.queues[source.index()].push_back(ingest);
                 woken[source.index()] = true;
+            }
+            if self.released() > slice_end {
+                break;
             }
         }
         if self.exhausted {
@@ -164,7 +174,7 @@ impl Feed for ReplayFeed {
         let slot = self.source.index();
         if demux.queues[slot].is_empty() && !demux.exhausted {
             if demux.ahead_of_output() {
-                // Give downstream time to catch up; poll again on the next step.
+                // Give downstream (on every worker) time to catch up, without spinning.
                 return FeedState::Ready;
             }
             demux.fill();

@@ -1,0 +1,1 @@
+//! The HTTP layer every source goes through (being written).
