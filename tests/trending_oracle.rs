@@ -240,6 +240,8 @@ struct NaiveToken {
     armed: bool,
     positions: Vec<Position>,
     events: Vec<TimedEvent>,
+    /// When the token last left the list.
+    exited: Option<u64>,
 }
 
 impl NaiveToken {
@@ -300,6 +302,13 @@ fn naive(case: &Case, mut check: impl FnMut(u64, &BTreeMap<TokenRef, NaiveToken>
             let mut out = Vec::new();
             match (previous.get(token).copied(), current.get(token).copied()) {
                 (None, Some(rank)) => {
+                    // Back after more than a window out: a fresh start, history and all.
+                    if state
+                        .exited
+                        .is_some_and(|e| t.saturating_sub(e) > p.velocity_window_ms)
+                    {
+                        *state = NaiveToken::default();
+                    }
                     out.push(TrendingEvent::Entry {
                         chain: chain.clone(),
                         token: address.clone(),
@@ -316,6 +325,7 @@ fn naive(case: &Case, mut check: impl FnMut(u64, &BTreeMap<TokenRef, NaiveToken>
                         final_rank,
                     });
                     state.stint.clear();
+                    state.exited = Some(t);
                 }
                 (Some(old_rank), Some(new_rank)) if old_rank != new_rank => {
                     out.push(if new_rank < old_rank {

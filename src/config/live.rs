@@ -36,16 +36,25 @@ impl HttpConfig {
             return Err(("timeout_ms", "must be at least 1".into()));
         }
         if self.retry_attempts == 0 {
-            return Err(("retry_attempts", "must be at least 1 (the first attempt)".into()));
+            return Err((
+                "retry_attempts",
+                "must be at least 1 (the first attempt)".into(),
+            ));
         }
         if !(self.retry_factor.is_finite() && self.retry_factor >= 1.0) {
-            return Err(("retry_factor", format!("must be at least 1, got {}", self.retry_factor)));
+            return Err((
+                "retry_factor",
+                format!("must be at least 1, got {}", self.retry_factor),
+            ));
         }
         if self.retry_max_ms < self.retry_base_ms {
             return Err(("retry_max_ms", "must not be below retry_base_ms".into()));
         }
         if self.circuit_breaker_failure_threshold == 0 {
-            return Err(("circuit_breaker_failure_threshold", "must be at least 1".into()));
+            return Err((
+                "circuit_breaker_failure_threshold",
+                "must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -147,7 +156,10 @@ impl DexscreenerConfig {
     pub(crate) fn validate(&self) -> Result<(), Problem> {
         check_url("base_url", &self.base_url)?;
         if self.polling_interval_secs == 0 || self.pairs_interval_secs == 0 {
-            return Err(("polling_interval_secs", "intervals must be at least 1 s".into()));
+            return Err((
+                "polling_interval_secs",
+                "intervals must be at least 1 s".into(),
+            ));
         }
         if self.boosts_per_minute == 0 || self.pairs_per_minute == 0 {
             return Err(("boosts_per_minute", "rate limits must be at least 1".into()));
@@ -176,10 +188,14 @@ impl HermesConfig {
             return Err(("requests_per_10s", "must be at least 1".into()));
         }
         if self.fallback_poll_ms == 0 || self.watchdog_secs == 0 {
-            return Err(("fallback_poll_ms", "fallback_poll_ms and watchdog_secs must be positive".into()));
+            return Err((
+                "fallback_poll_ms",
+                "fallback_poll_ms and watchdog_secs must be positive".into(),
+            ));
         }
         for feed in &self.feeds {
-            feed.parse::<crate::model::FeedId>().map_err(|e| ("feeds", e.to_string()))?;
+            feed.parse::<crate::model::FeedId>()
+                .map_err(|e| ("feeds", e.to_string()))?;
         }
         Ok(())
     }
@@ -190,7 +206,12 @@ impl ServeConfig {
         self.listen
             .parse::<std::net::SocketAddr>()
             .map(|_| ())
-            .map_err(|e| ("listen", format!("{:?} is not host:port ({e})", self.listen)))
+            .map_err(|e| {
+                (
+                    "listen",
+                    format!("{:?} is not host:port ({e})", self.listen),
+                )
+            })
     }
 }
 
@@ -199,6 +220,9 @@ fn check_url(key: &'static str, url: &str) -> Result<(), Problem> {
     if ok {
         Ok(())
     } else {
-        Err((key, format!("{url:?} must be an http(s) URL without a trailing slash")))
+        Err((
+            key,
+            format!("{url:?} must be an http(s) URL without a trailing slash"),
+        ))
     }
 }

@@ -26,7 +26,9 @@ pub use computations::{
     DebounceConfig, EarlyUpdate, FeedConfig, FusionConfig, Percent, RiskConfig, TrendingConfig,
     UnlistedFeeds,
 };
-pub use live::{BirdeyeConfig, DexscreenerConfig, HermesConfig, HttpConfig, ServeConfig, SourcesConfig};
+pub use live::{
+    BirdeyeConfig, DexscreenerConfig, HermesConfig, HttpConfig, ServeConfig, SourcesConfig,
+};
 pub use pipeline::{Computation, Pipeline, SinkKind};
 pub use secret::{REDACTED, Secret};
 
@@ -258,15 +260,26 @@ impl Config {
         self.risk
             .validate()
             .map_err(|(key, problem)| invalid(&format!("risk.{key}"), problem))?;
-        self.http.validate().map_err(|(key, problem)| invalid(&format!("http.{key}"), problem))?;
+        self.http
+            .validate()
+            .map_err(|(key, problem)| invalid(&format!("http.{key}"), problem))?;
         self.dexscreener
             .validate()
             .map_err(|(key, problem)| invalid(&format!("dexscreener.{key}"), problem))?;
-        self.birdeye.validate().map_err(|(key, problem)| invalid(&format!("birdeye.{key}"), problem))?;
-        self.hermes.validate().map_err(|(key, problem)| invalid(&format!("hermes.{key}"), problem))?;
-        self.serve.validate().map_err(|(key, problem)| invalid(&format!("serve.{key}"), problem))?;
+        self.birdeye
+            .validate()
+            .map_err(|(key, problem)| invalid(&format!("birdeye.{key}"), problem))?;
+        self.hermes
+            .validate()
+            .map_err(|(key, problem)| invalid(&format!("hermes.{key}"), problem))?;
+        self.serve
+            .validate()
+            .map_err(|(key, problem)| invalid(&format!("serve.{key}"), problem))?;
         if self.sources.watermark_interval_ms == 0 {
-            return Err(invalid("sources.watermark_interval_ms", "must be at least 1".into()));
+            return Err(invalid(
+                "sources.watermark_interval_ms",
+                "must be at least 1".into(),
+            ));
         }
         Ok(())
     }

@@ -90,13 +90,13 @@ pub fn fusion<'scope>(
             while let Some((t, caps)) = agenda.next(&[&frontiers[0], &frontiers[1]]) {
                 // Evaluation order does not matter: each asset is separate, and whoever reads
                 // the output (journal, portfolio) orders it.
-                let mut dirty: FxHashSet<Asset> = expiries
-                    .remove(&t)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .collect();
-                for asset in &dirty {
-                    timer_of.remove(asset);
+                let mut dirty: FxHashSet<Asset> = FxHashSet::default();
+                for asset in expiries.remove(&t).unwrap_or_default() {
+                    // An entry replaced by an earlier timer since is outdated: skip it.
+                    if timer_of.get(&asset) == Some(&t) {
+                        timer_of.remove(&asset);
+                        dirty.insert(asset);
+                    }
                 }
                 let mut newly_interested: BTreeSet<Asset> = BTreeSet::new();
                 let mut changes = staged_interest.remove(&t).unwrap_or_default();
@@ -140,17 +140,22 @@ pub fn fusion<'scope>(
                         decided.push(FusionOut::Mark(asset.clone(), fused.price));
                     }
                     match step.next_expiry {
-                        Some(expiry) if !timer_of.contains_key(&asset) => {
+                        Some(expiry) => {
                             // Timers sit on ticks, so they add no timestamps of their own.
                             let due = expiry.max(t + 1).div_ceil(tick_ms) * tick_ms;
-                            timer_of.insert(asset.clone(), due);
-                            expiries.entry(due).or_default().push(asset);
-                            agenda.timer(due, &caps);
+                            // One timer per asset, at its earliest expiry: a new price that
+                            // goes stale sooner than the pending timer needs an earlier one.
+                            if timer_of.get(&asset).is_none_or(|pending| due < *pending) {
+                                timer_of.insert(asset.clone(), due);
+                                expiries.entry(due).or_default().push(asset);
+                                agenda.timer(due, &caps);
+                            }
                         }
                         None if state.is_empty() => {
+                            timer_of.remove(&asset);
                             assets.remove(&asset);
                         }
-                        _ => {}
+                        None => {}
                     }
                 }
                 // A new interest gets the current mark at once, so an entry has a price.

@@ -133,7 +133,7 @@ pub fn source_operator<'scope, F: Feed>(
                 match status {
                     FeedState::Waiting => {}
                     FeedState::Ready => activator.activate(),
-                FeedState::Later => activator.activate_after(Duration::from_micros(200)),
+                    FeedState::Later => activator.activate_after(Duration::from_micros(200)),
                     FeedState::Closed => {
                         let final_time = (*cap.time()).max(state.max_time + state.tick_ms);
                         cap.downgrade(&final_time);

@@ -88,7 +88,9 @@ impl Breaker {
         match self.state {
             BreakerState::Closed => true,
             BreakerState::Open => {
-                let due = self.opened_at.is_none_or(|at| now.saturating_duration_since(at) >= self.cooldown);
+                let due = self
+                    .opened_at
+                    .is_none_or(|at| now.saturating_duration_since(at) >= self.cooldown);
                 if due {
                     self.state = BreakerState::HalfOpen;
                     self.probing = true;
@@ -119,7 +121,8 @@ impl Breaker {
     pub fn on_failure(&mut self, now: Instant) {
         self.failures += 1;
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
-        let trips = self.state == BreakerState::HalfOpen || self.consecutive_failures >= self.threshold;
+        let trips =
+            self.state == BreakerState::HalfOpen || self.consecutive_failures >= self.threshold;
         if trips {
             self.state = BreakerState::Open;
             self.opened_at = Some(now);
@@ -146,13 +149,20 @@ impl Breaker {
     /// Successes / (successes + failures), 1 before any call.
     pub fn success_ratio(&self) -> f64 {
         let total = self.successes + self.failures;
-        if total == 0 { 1.0 } else { self.successes as f64 / total as f64 }
+        if total == 0 {
+            1.0
+        } else {
+            self.successes as f64 / total as f64
+        }
     }
 
     /// How long until an open breaker lets a probe through.
     pub fn retry_in(&self, now: Instant) -> Option<Duration> {
         match (self.state, self.opened_at) {
-            (BreakerState::Open, Some(at)) => Some(self.cooldown.saturating_sub(now.saturating_duration_since(at))),
+            (BreakerState::Open, Some(at)) => Some(
+                self.cooldown
+                    .saturating_sub(now.saturating_duration_since(at)),
+            ),
             _ => None,
         }
     }
@@ -171,12 +181,19 @@ mod tests {
         b.on_success();
         b.on_failure(t);
         b.on_failure(t);
-        assert_eq!(b.state(), BreakerState::Closed, "a success in between resets the count");
+        assert_eq!(
+            b.state(),
+            BreakerState::Closed,
+            "a success in between resets the count"
+        );
         b.on_failure(t);
         assert_eq!(b.state(), BreakerState::Open);
         assert_eq!(b.consecutive_failures(), 3);
         assert_eq!(b.failures(), 5);
-        assert_eq!(b.retry_in(t + Duration::from_secs(4)), Some(Duration::from_secs(6)));
+        assert_eq!(
+            b.retry_in(t + Duration::from_secs(4)),
+            Some(Duration::from_secs(6))
+        );
     }
 
     #[test]

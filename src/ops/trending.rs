@@ -449,6 +449,12 @@ impl TokenTrend {
         change: RankChange,
         params: &TrendingParams,
     ) -> Vec<TrendingEvent> {
+        // A token back after more than a velocity window out starts afresh, history and all:
+        // its state then depends on its own changes only, so dropping such states from memory
+        // (whenever and on whichever worker that happens) is invisible.
+        if self.exited_ms.is_some() && self.is_evictable(t_ms, params) {
+            *self = TokenTrend::default();
+        }
         let t_ms = self.last_change_ms.map_or(t_ms, |last| t_ms.max(last));
         let Some(rank_event) = rank_event(token, change) else {
             return Vec::new();
@@ -530,9 +536,8 @@ impl TokenTrend {
     }
 
     /// Whether the state may be dropped from memory at `t_ms`: the token is not trending and
-    /// exited more than a velocity window ago (or never trended). Dropping it changes no future
-    /// event, since a re-entry starts a fresh stint; only the in-memory history is lost (the
-    /// stored record keeps it).
+    /// exited more than a velocity window ago (or never trended). Dropping it changes nothing:
+    /// [`TokenTrend::apply`] resets such a token at its next change anyway.
     pub fn is_evictable(&self, t_ms: u64, params: &TrendingParams) -> bool {
         self.current_rank.is_none()
             && self
