@@ -4,6 +4,7 @@ mod bench;
 mod replay;
 mod summary;
 mod tools;
+mod venue;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +52,8 @@ enum Command {
     Check(tools::CheckArgs),
     /// Measure replay throughput against a parse-only floor.
     Bench(bench::BenchArgs),
+    /// Serve a recording as the real DEX Screener, Birdeye and Hermes APIs on loopback.
+    Venue(venue::VenueArgs),
 }
 
 /// Options shared by commands that run the dataflow.
@@ -126,6 +129,7 @@ pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         Command::Import(a) => tools::import(a),
         Command::Check(a) => tools::check(a),
         Command::Bench(a) => bench::run(a),
+        Command::Venue(a) => venue::run(a),
     }
 }
 

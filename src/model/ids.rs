@@ -205,6 +205,21 @@ impl TokenRef {
     }
 }
 
+impl TokenRef {
+    /// The address as APIs want it in requests: EIP-55 checksummed on EVM chains (Birdeye
+    /// asks for that), as stored elsewhere.
+    pub fn request_address(&self) -> String {
+        match address_format(&self.chain) {
+            AddressFormat::Evm => self
+                .address
+                .parse::<alloy_primitives::Address>()
+                .map(|a| a.to_checksum(None))
+                .unwrap_or_else(|_| self.address.to_string()),
+            AddressFormat::Base58Key | AddressFormat::Opaque => self.address.to_string(),
+        }
+    }
+}
+
 /// Checks an EVM address and returns it lower-cased.
 fn validate_evm(address: &str) -> Result<String, AddressError> {
     let hex_part = address

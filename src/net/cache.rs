@@ -158,8 +158,16 @@ mod tests {
 
     #[test]
     fn keys_separate_endpoints_paths_and_bodies() {
-        let a = cache_key("birdeye_multi_price", "/defi/multi_price", Some(b"{\"a\":1}"));
-        let b = cache_key("birdeye_multi_price", "/defi/multi_price", Some(b"{\"a\":2}"));
+        let a = cache_key(
+            "birdeye_multi_price",
+            "/defi/multi_price",
+            Some(b"{\"a\":1}"),
+        );
+        let b = cache_key(
+            "birdeye_multi_price",
+            "/defi/multi_price",
+            Some(b"{\"a\":2}"),
+        );
         assert_ne!(a, b);
         assert!(a.starts_with(&endpoint_prefix("birdeye_multi_price")));
         assert!(!cache_key("ds_boosts_x", "/p", None).starts_with(&endpoint_prefix("ds_boosts")));

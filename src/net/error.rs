@@ -278,7 +278,9 @@ mod tests {
             "birdeye birdeye_multi_price: http_5xx (HTTP 503); retry after 1500 ms"
         );
         assert_eq!(
-            serde_json::to_string(&ErrorCategory::Http5xx).ok().as_deref(),
+            serde_json::to_string(&ErrorCategory::Http5xx)
+                .ok()
+                .as_deref(),
             Some("\"http_5xx\"")
         );
     }

@@ -2,4 +2,8 @@
 //! stale cache).
 
 pub mod breaker;
+mod cache;
+mod error;
 pub mod http;
+mod limiter;
+mod retry_after;

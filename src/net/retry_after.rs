@@ -182,10 +182,7 @@ mod tests {
             Some(Duration::ZERO),
             "a past date means now"
         );
-        assert_eq!(
-            parse_retry_after("99999999999", now),
-            Some(MAX_RETRY_AFTER)
-        );
+        assert_eq!(parse_retry_after("99999999999", now), Some(MAX_RETRY_AFTER));
     }
 
     #[test]

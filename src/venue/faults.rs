@@ -359,7 +359,9 @@ fn parse_rule(rule: &str) -> Result<FaultRule, FaultSpecError> {
                 settings.malformed_rate = Some(parse_rate(key, value).map_err(bad)?)
             }
             "status" => settings.status = Some(parse_status(value).map_err(bad)?),
-            "retry_after" => settings.retry_after = Some(duration_setting(key, value).map_err(bad)?),
+            "retry_after" => {
+                settings.retry_after = Some(duration_setting(key, value).map_err(bad)?)
+            }
             "latency" => settings.latency = Some(duration_setting(key, value).map_err(bad)?),
             "hold" => settings.hold = Some(duration_setting(key, value).map_err(bad)?),
             "slow_body" | "drop_every" | "max_stream" => {
@@ -459,7 +461,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 fn write_duration(f: &mut fmt::Formatter<'_>, d: Duration) -> fmt::Result {
     if d.subsec_nanos() == 0 {
         write!(f, "{}s", d.as_secs())
-    } else if d.subsec_nanos() % 1_000_000 == 0 {
+    } else if d.subsec_nanos().is_multiple_of(1_000_000) {
         write!(f, "{}ms", d.as_millis())
     } else {
         write!(f, "{}us", d.as_micros())
@@ -490,10 +492,7 @@ impl fmt::Display for FaultSpec {
                 sep(f)?;
                 write!(f, "status={v}")?;
             }
-            let durations = [
-                ("retry_after", s.retry_after),
-                ("latency", s.latency),
-            ];
+            let durations = [("retry_after", s.retry_after), ("latency", s.latency)];
             for (key, value) in durations {
                 if let Some(d) = value {
                     sep(f)?;
@@ -607,7 +606,10 @@ mod tests {
         assert_eq!(price.malformed_rate, 0.2);
         let stream = spec.for_endpoint(Endpoint::HermesStream);
         assert_eq!(stream.drop_every, Some(Duration::from_secs(5)));
-        assert_eq!(spec.for_endpoint(Endpoint::HermesLatest), EndpointFaults::default());
+        assert_eq!(
+            spec.for_endpoint(Endpoint::HermesLatest),
+            EndpointFaults::default()
+        );
     }
 
     #[test]
@@ -617,7 +619,10 @@ mod tests {
             .unwrap();
         assert_eq!(spec.for_endpoint(Endpoint::BirdeyePrice).error_rate, 0.0);
         assert_eq!(spec.for_endpoint(Endpoint::BirdeyePrice).status, 502);
-        assert_eq!(spec.for_endpoint(Endpoint::BirdeyeMultiPrice).error_rate, 1.0);
+        assert_eq!(
+            spec.for_endpoint(Endpoint::BirdeyeMultiPrice).error_rate,
+            1.0
+        );
     }
 
     #[test]
@@ -646,7 +651,11 @@ mod tests {
             ("birdeye", "birdeye", "target:key=value"),
             ("birdeye:", "birdeye:", "no settings"),
             ("birdeye:drop_every=5s", "drop_every=5s", "SSE streams only"),
-            ("hermes/stream:slow_body=1s", "slow_body=1s", "not to the SSE stream"),
+            (
+                "hermes/stream:slow_body=1s",
+                "slow_body=1s",
+                "not to the SSE stream",
+            ),
             ("hermes:latency=1s,latency=2s", "latency=2s", "twice"),
             ("hermes:drop_every=0s", "drop_every=0s", "longer than 0"),
         ];

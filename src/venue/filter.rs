@@ -7,7 +7,6 @@
 //! unfiltered, as the client that recorded it received it.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -278,10 +277,7 @@ impl<'a> HermesUpdate<'a> {
         } else {
             None
         };
-        Some(Piece {
-            parsed,
-            binary,
-        })
+        Some(Piece { parsed, binary })
     }
 
     /// Renders the feeds at `indices` as one update.
@@ -424,8 +420,12 @@ pub(crate) fn hermes_latest<'a>(
         .iter()
         .filter(|id| newest.position(id).is_none())
         .collect();
-    if missing.is_empty() || !newest.binary_per_feed() && newest.binary.is_some() {
-        return Some(hermes_update(newest_raw, request));
+    if missing.is_empty() || (newest.binary.is_some() && !newest.binary_per_feed()) {
+        return Some(match hermes_update(newest_raw, request) {
+            // `/latest` always answers with an update, if an empty one.
+            Filtered::Nothing => Filtered::Rendered(newest.render(&[], request)),
+            other => other,
+        });
     }
     // Per requested id, the piece that answers it (None: not found yet).
     let mut pieces: Vec<Option<Piece<'a>>> = request
@@ -506,7 +506,8 @@ mod tests {
 
     #[test]
     fn birdeye_multi_restricts_data_in_request_order() {
-        let raw = br#"{"success":true,"data":{"So1":{"value":1.5e-5},"USD":{"value":1.0},"X":null}}"#;
+        let raw =
+            br#"{"success":true,"data":{"So1":{"value":1.5e-5},"USD":{"value":1.0},"X":null}}"#;
         let cut = birdeye_multi(raw, &address_list("USD,nope,So1")).unwrap();
         assert_eq!(
             String::from_utf8(cut).unwrap(),
@@ -526,8 +527,7 @@ mod tests {
         let raw = update(&[("aa", 1), ("bb", 2), ("cc", 3)], true);
         let all = request(&["0xAA", "bb", "cc"]);
         assert_eq!(hermes_update(raw.as_bytes(), &all), Filtered::Recorded);
-        let Filtered::Rendered(cut) = hermes_update(raw.as_bytes(), &request(&["cc", "aa"]))
-        else {
+        let Filtered::Rendered(cut) = hermes_update(raw.as_bytes(), &request(&["cc", "aa"])) else {
             panic!("expected a cut-down update");
         };
         assert_eq!(
@@ -543,7 +543,11 @@ mod tests {
         let Filtered::Rendered(cut) = hermes_update(blob.as_bytes(), &request(&["bb"])) else {
             panic!("expected a cut-down update");
         };
-        assert!(String::from_utf8(cut).unwrap().contains(r#""data":["00ff"]"#));
+        assert!(
+            String::from_utf8(cut)
+                .unwrap()
+                .contains(r#""data":["00ff"]"#)
+        );
     }
 
     #[test]

@@ -84,17 +84,27 @@ impl Timeline {
     pub fn from_envelopes(envelopes: impl IntoIterator<Item = Envelope>) -> Timeline {
         let mut timeline = Timeline::default();
         for envelope in envelopes {
-            timeline.first_ms = Some(timeline.first_ms.map_or(envelope.t_ms, |t| t.min(envelope.t_ms)));
-            timeline.last_ms = Some(timeline.last_ms.map_or(envelope.t_ms, |t| t.max(envelope.t_ms)));
+            timeline.first_ms = Some(
+                timeline
+                    .first_ms
+                    .map_or(envelope.t_ms, |t| t.min(envelope.t_ms)),
+            );
+            timeline.last_ms = Some(
+                timeline
+                    .last_ms
+                    .map_or(envelope.t_ms, |t| t.max(envelope.t_ms)),
+            );
             let entry = Entry {
                 t_ms: envelope.t_ms,
                 raw: envelope.raw,
             };
             match envelope.endpoint {
                 Endpoint::DexscreenerBoosts => timeline.boosts.push(entry),
-                Endpoint::DexscreenerTokens => {
-                    timeline.tokens.entry(envelope.context).or_default().push(entry)
-                }
+                Endpoint::DexscreenerTokens => timeline
+                    .tokens
+                    .entry(envelope.context)
+                    .or_default()
+                    .push(entry),
                 Endpoint::BirdeyeMultiPrice => {
                     let chain = if envelope.context.is_empty() {
                         "solana".to_owned()
@@ -103,9 +113,11 @@ impl Timeline {
                     };
                     timeline.multi_price.entry(chain).or_default().push(entry)
                 }
-                Endpoint::BirdeyePrice => {
-                    timeline.price.entry(envelope.context).or_default().push(entry)
-                }
+                Endpoint::BirdeyePrice => timeline
+                    .price
+                    .entry(envelope.context)
+                    .or_default()
+                    .push(entry),
                 Endpoint::HermesStream => {
                     if envelope.context.is_empty() {
                         timeline.note_hermes_ids(&entry.raw);
@@ -219,11 +231,14 @@ impl Clock {
     /// The wall instant at which recording time reaches `t_ms` (the start, for earlier times).
     pub(crate) fn wall_at(&self, t_ms: u64) -> Instant {
         let recording = Duration::from_millis(t_ms.saturating_sub(self.origin_ms));
-        self.started + self.to_wall(recording)
+        let wall = self.wall_span(recording);
+        self.started
+            .checked_add(wall)
+            .unwrap_or(self.started + Duration::from_secs(86_400))
     }
 
     /// A span of recording time as wall time at this speed.
-    pub(crate) fn to_wall(&self, recording: Duration) -> Duration {
+    pub(crate) fn wall_span(self, recording: Duration) -> Duration {
         Duration::try_from_secs_f64(recording.as_secs_f64() / self.speed)
             .map_or(FAR, |d| d.min(FAR))
     }
@@ -262,9 +277,15 @@ mod tests {
     #[test]
     fn clock_scales_by_speed() {
         let clock = Clock::start(1_000, 10.0);
-        assert_eq!(clock.to_wall(Duration::from_secs(10)), Duration::from_secs(1));
+        assert_eq!(
+            clock.wall_span(Duration::from_secs(10)),
+            Duration::from_secs(1)
+        );
         assert_eq!(clock.wall_at(500), clock.started);
-        assert_eq!(clock.wall_at(2_000) - clock.started, Duration::from_millis(100));
+        assert_eq!(
+            clock.wall_at(2_000) - clock.started,
+            Duration::from_millis(100)
+        );
         assert!(clock.now_ms() >= 1_000);
     }
 }
