@@ -18,11 +18,14 @@
 
 pub mod config;
 pub mod dataflow;
+pub mod live;
 pub mod model;
 pub mod net;
 pub mod ops;
 pub mod record;
+pub mod serve;
 pub mod sinks;
+pub mod sources;
 pub mod store;
 pub mod synth;
 pub mod venue;

@@ -8,6 +8,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Two TLS stacks share rustls here (reqwest's and the SSE client's); with no process-wide
+    // provider chosen, rustls would refuse to pick one at the first TLS connection.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let args = cli::Args::parse();
     cli::init_logging(args.log_format);
     match cli::dispatch(args) {

@@ -2,6 +2,7 @@
 
 mod bench;
 mod replay;
+mod run;
 mod summary;
 mod tools;
 mod venue;
@@ -40,6 +41,8 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the live pipeline against the real APIs (or a venue) until SIGINT/SIGTERM.
+    Run(run::RunArgs),
     /// Replay a recording through the pipeline (no argument: the bundled synthetic recording).
     Replay(replay::ReplayArgs),
     /// Write a deterministic synthetic market recording.
@@ -123,6 +126,7 @@ impl RunShape {
 /// Runs the chosen command.
 pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
+        Command::Run(a) => run::run(a),
         Command::Replay(a) => replay::run(a),
         Command::Synth(a) => tools::synth(a),
         Command::Dump(a) => tools::dump(a),

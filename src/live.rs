@@ -1,0 +1,469 @@
+//! Running live: the sources on a tokio runtime, the dataflow on timely workers, the
+//! operations server, and a shutdown that loses nothing.
+//!
+//! Each live source runs as a task and feeds one ingest operator on its owner worker (the
+//! source's index modulo the workers); parsing spreads the envelopes over every worker from
+//! there. Shutting down goes from the edge inwards: the sources stop, the clock sends every
+//! source's final watermark (recorded too), the dataflow drains everything before it, the
+//! journal and the store flush, and the recording is closed whole. A replay of that recording
+//! then writes exactly the journal this run wrote.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use timely::dataflow::operators::Concat;
+use timely::dataflow::{ProbeHandle, StreamVec};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::{Config, SinkKind};
+use crate::dataflow::channel::ChannelFeed;
+use crate::dataflow::graph::{Wiring, WorkerSinks, build};
+use crate::dataflow::ingest::source_operator;
+use crate::dataflow::run::{Cluster, RunError, open_store};
+use crate::dataflow::stats::{RunStats, StatsReport};
+use crate::model::{Envelope, FeedId, Ingest, Source, TokenRef};
+use crate::net::http::Api;
+use crate::record::Codec;
+use crate::serve::{ServeState, Server};
+use crate::sinks::journal::{JournalWriter, WriteProbe};
+use crate::sinks::store::{StoreSink, StoreSinkReport};
+use crate::sources::hermes::ReceiptHook;
+use crate::sources::{
+    ActivatorSlot, LiveClock, Recorder, SourceRegistry, TrackedTokens, birdeye, dexscreener,
+    hermes, now_ms,
+};
+
+/// The sources this build can run live.
+pub const LIVE_SOURCES: [Source; 3] = [Source::Dexscreener, Source::Birdeye, Source::Hermes];
+
+/// How long stopping sources may take before they are abandoned.
+const SOURCE_STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// How a live run is set up.
+pub struct LiveOptions {
+    /// Where the journal and the store go.
+    pub out_dir: PathBuf,
+    /// Record every envelope and watermark here.
+    pub record: Option<PathBuf>,
+    /// Timely worker threads.
+    pub workers: usize,
+    /// Serve `/health`, `/status`, `/metrics` on `serve.listen`.
+    pub serve: bool,
+    /// Cancel to stop the run (tests, benchmarks); SIGINT and SIGTERM also stop it when
+    /// `signals` is set.
+    pub stop: CancellationToken,
+    /// Stop on SIGINT and SIGTERM.
+    pub signals: bool,
+    /// Called once everything runs, with the server's address.
+    pub on_ready: Option<Box<dyn FnOnce(Ready) + Send>>,
+    /// Told when each Hermes stream event arrived (the live benchmark).
+    pub hermes_receipts: Option<ReceiptHook>,
+    /// Told when each journal time reached the file (the live benchmark).
+    pub journal_probe: Option<WriteProbe>,
+}
+
+impl LiveOptions {
+    /// Options writing under `out_dir`, with one worker, serving, stopping on signals.
+    pub fn new(out_dir: PathBuf) -> Self {
+        LiveOptions {
+            out_dir,
+            record: None,
+            workers: 1,
+            serve: true,
+            stop: CancellationToken::new(),
+            signals: true,
+            on_ready: None,
+            hermes_receipts: None,
+            journal_probe: None,
+        }
+    }
+}
+
+/// What a running live pipeline tells whoever started it.
+#[derive(Clone, Debug)]
+pub struct Ready {
+    /// Where the operations server listens.
+    pub serve_addr: Option<SocketAddr>,
+    /// The sources running live.
+    pub sources: Vec<Source>,
+}
+
+/// What a live run did.
+#[derive(Debug)]
+pub struct LiveReport {
+    /// Dataflow counters.
+    pub stats: StatsReport,
+    /// How long it ran.
+    pub elapsed: Duration,
+    /// The journal.
+    pub journal: PathBuf,
+    /// The recording, if one was made.
+    pub recording: Option<PathBuf>,
+    /// What the store thread did.
+    pub store: Option<StoreSinkReport>,
+    /// The sources that ran.
+    pub sources: Vec<Source>,
+}
+
+/// One live source's way into the dataflow, before a worker takes it.
+struct Outlet {
+    source: Source,
+    rx: Mutex<Option<Receiver<Ingest>>>,
+    activator: ActivatorSlot,
+}
+
+/// The Hermes feeds to stream: the configured ones, or else the debounce's and the assets'.
+pub fn hermes_feeds(config: &Config) -> Result<Vec<FeedId>, String> {
+    let mut ids: Vec<FeedId> = Vec::new();
+    let mut add = |text: &str, what: &str| -> Result<(), String> {
+        let id: FeedId = text.parse().map_err(|e| format!("{what}: {e}"))?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+        Ok(())
+    };
+    if !config.hermes.feeds.is_empty() {
+        for feed in &config.hermes.feeds {
+            add(feed, "hermes.feeds")?;
+        }
+    } else {
+        for feed in &config.debounce.feeds {
+            add(&feed.id, "debounce.feeds")?;
+        }
+        for asset in &config.assets {
+            if let Some(feed) = &asset.pyth_feed {
+                add(feed, "assets.pyth_feed")?;
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// Every configured asset token (always priced).
+fn asset_tokens(config: &Config) -> Vec<TokenRef> {
+    config
+        .assets
+        .iter()
+        .flat_map(|a| a.tokens.iter())
+        .filter_map(|t| t.split_once(':'))
+        .filter_map(|(chain, address)| TokenRef::parse(chain, address).ok())
+        .collect()
+}
+
+/// Runs the live pipeline until stopped.
+pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<LiveReport, RunError> {
+    let setup = |what: &str, e: &dyn std::fmt::Display| RunError::Setup(format!("{what}: {e}"));
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let hermes_ids = hermes_feeds(config).map_err(RunError::Setup)?;
+    let sources: Vec<Source> = Source::ALL
+        .into_iter()
+        .filter(|s| wiring.pipeline.has_source(*s))
+        .filter(|s| {
+            let live = LIVE_SOURCES.contains(s);
+            if !live {
+                warn!(source = %s, "this build has no live {s} source; the run goes without it");
+            }
+            live
+        })
+        .collect();
+
+    std::fs::create_dir_all(&options.out_dir)
+        .map_err(|e| setup(&format!("creating {}", options.out_dir.display()), &e))?;
+    let journal_path = options.out_dir.join("journal.jsonl");
+    let mut journal = JournalWriter::create(&journal_path)
+        .map_err(|e| setup(&format!("creating {}", journal_path.display()), &e))?;
+    if let Some(probe) = options.journal_probe.clone() {
+        journal = journal.with_probe(probe);
+    }
+    let (store, store_thread, store_sender) = if wiring.pipeline.writes(SinkKind::Store) {
+        let (store, report) = open_store(&options.out_dir)?;
+        if let crate::store::OpenReport::Rebuilt { reason } = &report {
+            warn!(reason = %reason, "state store was corrupt and has been rebuilt");
+        }
+        let (thread, sender) = StoreSink::start(store.clone(), wiring.store_flush)
+            .map_err(|e| setup("starting the store thread", &e))?;
+        (Some(store), Some(thread), Some(sender))
+    } else {
+        (None, None, None)
+    };
+    let recorder = match &options.record {
+        Some(path) => Some(Arc::new(
+            Recorder::create(path, Codec::Zstd, sources.clone())
+                .map_err(|e| setup(&format!("creating the recording {}", path.display()), &e))?,
+        )),
+        None => None,
+    };
+    let clock = LiveClock::new(
+        config.dataflow.tick_ms,
+        Duration::from_millis(config.sources.watermark_interval_ms),
+        recorder.clone(),
+    );
+    let mut emitters = Vec::new();
+    let mut outlets = Vec::new();
+    for &source in &sources {
+        let (emitter, rx, activator) = clock.attach(source);
+        emitters.push(emitter);
+        outlets.push(Outlet {
+            source,
+            rx: Mutex::new(Some(rx)),
+            activator,
+        });
+    }
+    let outlets = Arc::new(outlets);
+    let mut apis = Vec::new();
+    for &source in &sources {
+        let spec = match source {
+            Source::Dexscreener => dexscreener::provider(&config.dexscreener),
+            Source::Birdeye => birdeye::provider(&config.birdeye),
+            _ => hermes::provider(&config.hermes),
+        };
+        apis.push(Api::new(spec, &config.http, store.clone()).map_err(|e| setup(source.name(), &e))?);
+    }
+    let listen: SocketAddr = config
+        .serve
+        .listen
+        .parse()
+        .map_err(|e| setup("serve.listen", &e))?;
+    let trending = Arc::clone(&wiring.trending);
+
+    // The dataflow.
+    let stats = Arc::new(RunStats::default());
+    let sinks = Arc::new(Mutex::new(Some(WorkerSinks {
+        journal: Some(journal),
+        store: store_sender,
+    })));
+    let started = Instant::now();
+    let cluster = Cluster {
+        workers: options.workers.max(1),
+        ..Cluster::default()
+    };
+    let guards = {
+        let wiring = Wiring {
+            flush_journal: true,
+            ..wiring
+        };
+        let stats = Arc::clone(&stats);
+        let outlets = Arc::clone(&outlets);
+        let tick_ms = config.dataflow.tick_ms;
+        timely::execute(cluster.timely_config()?, move |worker| {
+            let (index, peers) = (worker.index(), worker.peers());
+            let done = ProbeHandle::new();
+            let worker_sinks = if index == 0 {
+                lock(&sinks).take().unwrap_or_default()
+            } else {
+                WorkerSinks::default()
+            };
+            worker.dataflow::<u64, _, _>(|scope| {
+                let mut merged: Option<StreamVec<'_, u64, Envelope>> = None;
+                for outlet in outlets.iter() {
+                    let owner = outlet.source.index() % peers == index;
+                    let feed = if owner {
+                        lock(&outlet.rx).take().map(ChannelFeed::new)
+                    } else {
+                        None
+                    };
+                    let (stream, handles) =
+                        source_operator(scope, outlet.source, feed, tick_ms, done.clone());
+                    if owner {
+                        let _ = outlet.activator.set(handles.sync_activator);
+                    }
+                    merged = Some(match merged {
+                        None => stream,
+                        Some(m) => m.concat(stream),
+                    });
+                }
+                let envelopes = merged.unwrap_or_else(|| {
+                    timely::dataflow::operators::generic::operator::empty(scope)
+                });
+                build(
+                    envelopes,
+                    true,
+                    &wiring,
+                    worker_sinks,
+                    Arc::clone(&stats),
+                    &done,
+                );
+            });
+            while worker.has_dataflows() {
+                worker.step_or_park(Some(Duration::from_millis(100)));
+            }
+        })
+        .map_err(RunError::Dataflow)?
+    };
+
+    // The sources, the clock, and the server.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("sluice-io")
+        .enable_all()
+        .build()
+        .map_err(|e| setup("starting the I/O runtime", &e))?;
+    let health = SourceRegistry::default();
+    let tracked = TrackedTokens::with_fixed(asset_tokens(config));
+    let dataflow_result = runtime.block_on(async {
+        let sources_stop = CancellationToken::new();
+        let server_stop = CancellationToken::new();
+        let started_ms = now_ms();
+        let mut tasks = Vec::new();
+        for (emitter, api) in emitters.into_iter().zip(apis.iter().cloned()) {
+            let stop = sources_stop.clone();
+            let source = emitter.source();
+            match source {
+                Source::Dexscreener => {
+                    health.register(source, config.dexscreener.stale_after_secs, started_ms);
+                    let task = dexscreener::DexscreenerSource::new(
+                        config.dexscreener.clone(),
+                        api,
+                        emitter,
+                        health.clone(),
+                        tracked.clone(),
+                    );
+                    tasks.push(tokio::spawn(task.run(stop)));
+                }
+                Source::Birdeye => {
+                    health.register(source, config.birdeye.stale_after_secs, started_ms);
+                    let task = birdeye::BirdeyeSource::new(
+                        config.birdeye.clone(),
+                        api,
+                        emitter,
+                        health.clone(),
+                        tracked.clone(),
+                    );
+                    tasks.push(tokio::spawn(task.run(stop)));
+                }
+                Source::Hermes => {
+                    health.register(source, config.hermes.stale_after_secs, started_ms);
+                    let mut task = hermes::HermesSource::new(
+                        config.hermes.clone(),
+                        hermes_ids.clone(),
+                        api,
+                        emitter,
+                        health.clone(),
+                    );
+                    if let Some(hook) = options.hermes_receipts.clone() {
+                        task = task.with_receipts(hook);
+                    }
+                    tasks.push(tokio::spawn(task.run(stop)));
+                }
+                Source::Mesh | Source::Chain => {}
+            }
+        }
+        let heartbeat = tokio::spawn(Arc::clone(&clock).heartbeat(sources_stop.clone()));
+        if let Some(recorder) = recorder.clone() {
+            let stop = sources_stop.clone();
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = ticks.tick() => recorder.flush(),
+                    }
+                }
+            });
+        }
+        let server = if options.serve {
+            let state = Arc::new(ServeState {
+                health: health.clone(),
+                providers: apis.clone(),
+                store: store.clone(),
+                trending,
+                status_top: config.serve.status_top,
+                started_ms,
+            });
+            Server::start(listen, state, server_stop.clone())
+                .await
+                .map(Some)
+                .map_err(|e| setup(&format!("listening on {listen}"), &e))
+        } else {
+            Ok(None)
+        };
+        if let Ok(server) = &server {
+            info!(sources = ?sources, workers = cluster.workers, "live pipeline running");
+            if let Some(on_ready) = options.on_ready {
+                on_ready(Ready {
+                    serve_addr: server.as_ref().map(|s| s.addr),
+                    sources: sources.clone(),
+                });
+            }
+            wait_for_stop(&options.stop, options.signals).await;
+        }
+
+        // Shutting down, from the edge inwards (also after a failed start).
+        info!("stopping: sources first, then the dataflow drains");
+        sources_stop.cancel();
+        for task in tasks {
+            if tokio::time::timeout(SOURCE_STOP_GRACE, task).await.is_err() {
+                warn!("a source did not stop in time; abandoning it");
+            }
+        }
+        let _ = heartbeat.await;
+        clock.close();
+        let joined = tokio::task::spawn_blocking(move || guards.join()).await;
+        server_stop.cancel();
+        let server = server?;
+        if let Some(server) = server {
+            server.join().await;
+        }
+        let joined = joined.map_err(|e| RunError::Dataflow(format!("joining the workers: {e}")))?;
+        for result in joined {
+            result.map_err(|e| RunError::Dataflow(format!("a worker failed: {e}")))?;
+        }
+        Ok::<(), RunError>(())
+    });
+    // The workers are gone, and with them every store sender: the thread drains and flushes.
+    let store_report = store_thread.map(StoreSink::join);
+    if let Some(recorder) = &recorder
+        && let Err(e) = recorder.finish()
+    {
+        error!(error = %e, "closing the recording failed");
+        return Err(setup("closing the recording", &e));
+    }
+    dataflow_result?;
+    let report = LiveReport {
+        stats: stats.report(),
+        elapsed: started.elapsed(),
+        journal: journal_path,
+        recording: options.record.clone(),
+        store: store_report,
+        sources,
+    };
+    if let Some(failure) = report.stats.failures.first() {
+        return Err(RunError::Sink(failure.clone()));
+    }
+    Ok(report)
+}
+
+/// Waits for `stop`, or for SIGINT/SIGTERM when `signals`.
+async fn wait_for_stop(stop: &CancellationToken, signals: bool) {
+    if !signals {
+        stop.cancelled().await;
+        return;
+    }
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot watch SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = tokio::signal::ctrl_c() => info!("SIGINT"),
+        _ = terminate => info!("SIGTERM"),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
