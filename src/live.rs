@@ -221,7 +221,9 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
             Source::Birdeye => birdeye::provider(&config.birdeye),
             _ => hermes::provider(&config.hermes),
         };
-        apis.push(Api::new(spec, &config.http, store.clone()).map_err(|e| setup(source.name(), &e))?);
+        apis.push(
+            Api::new(spec, &config.http, store.clone()).map_err(|e| setup(source.name(), &e))?,
+        );
     }
     let listen: SocketAddr = config
         .serve

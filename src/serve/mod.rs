@@ -300,7 +300,10 @@ async fn trending(
     let token = match TokenRef::parse(&chain, &address) {
         Ok(token) => token,
         Err(e) => {
-            return (StatusCode::BAD_REQUEST, Json(json!({"error": e.to_string()})))
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": e.to_string()})),
+            )
                 .into_response();
         }
     };

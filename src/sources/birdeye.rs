@@ -25,10 +25,7 @@ pub fn provider(config: &BirdeyeConfig) -> ProviderSpec {
     ProviderSpec {
         name: "birdeye",
         base_url: config.base_url.clone(),
-        buckets: vec![(
-            "account",
-            RateLimit::per_second(config.requests_per_second),
-        )],
+        buckets: vec![("account", RateLimit::per_second(config.requests_per_second))],
         headers: vec![("X-API-KEY".to_owned(), config.api_key.clone())],
         default_pause_on_429: Duration::from_secs(2),
     }

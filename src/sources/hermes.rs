@@ -44,7 +44,10 @@ pub fn provider(config: &HermesConfig) -> ProviderSpec {
             BUCKET,
             RateLimit::new(config.requests_per_10s, Duration::from_secs(10)),
         )],
-        headers: vec![("Authorization".into(), ProviderSpec::bearer(&config.api_key))],
+        headers: vec![(
+            "Authorization".into(),
+            ProviderSpec::bearer(&config.api_key),
+        )],
         // Hermes refuses for 60 s after its limit is hit.
         default_pause_on_429: Duration::from_secs(60),
     }
@@ -182,7 +185,9 @@ impl HermesSource {
             if let Some(reason) = failure {
                 link = None;
                 up = false;
-                let delay = backoff.next().unwrap_or(Duration::from_millis(self.config.reconnect_max_ms));
+                let delay = backoff
+                    .next()
+                    .unwrap_or(Duration::from_millis(self.config.reconnect_max_ms));
                 // A rate-limit pause outlasts any backoff: reconnecting earlier is refused.
                 let delay = delay.max(self.api.paused_for().unwrap_or_default());
                 warn!(reason = %reason, retry_in_ms = delay.as_millis() as u64, "hermes: stream down; polling REST until it is back");
@@ -196,8 +201,11 @@ impl HermesSource {
     }
 
     fn set_connected(&self, connected: bool, state: &str) {
-        metrics::gauge!("sse_connection_status", "source" => "hermes")
-            .set(if connected { 1.0 } else { 0.0 });
+        metrics::gauge!("sse_connection_status", "source" => "hermes").set(if connected {
+            1.0
+        } else {
+            0.0
+        });
         self.health.state(Source::Hermes, state);
     }
 

@@ -33,7 +33,10 @@ impl Recorder {
         })
     }
 
-    fn with(&self, f: impl FnOnce(&mut RecordingWriter<BufWriter<std::fs::File>>) -> std::io::Result<()>) {
+    fn with(
+        &self,
+        f: impl FnOnce(&mut RecordingWriter<BufWriter<std::fs::File>>) -> std::io::Result<()>,
+    ) {
         let mut guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(writer) = guard.as_mut()
             && let Err(e) = f(writer)

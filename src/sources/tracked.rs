@@ -61,8 +61,7 @@ mod tests {
     #[test]
     fn trending_tokens_join_and_leave_while_fixed_ones_stay() {
         let sol = TokenRef::parse("solana", "So11111111111111111111111111111111111111112").unwrap();
-        let base =
-            TokenRef::parse("base", "0x833589fcd6edb6e08f4c7c32d4f71b54bda02913").unwrap();
+        let base = TokenRef::parse("base", "0x833589fcd6edb6e08f4c7c32d4f71b54bda02913").unwrap();
         let tracked = TrackedTokens::with_fixed([sol.clone()]);
         tracked.set_trending([base.clone()]);
         let all = tracked.by_chain(true);
