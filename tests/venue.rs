@@ -1005,6 +1005,32 @@ async fn sse_drop_every_cuts_and_max_stream_ends_with_hermes_error() {
 }
 
 #[tokio::test]
+async fn a_drop_every_set_later_cuts_a_stream_already_open() {
+    let (venue, _dir) = venue(VenueOptions {
+        keepalive: Duration::from_millis(40),
+        ..options(1.0)
+    })
+    .await;
+    let client = client();
+    let url = format!("{}/v2/updates/price/stream?ids[]={BTC}", venue.hermes_url());
+    let mut sse = open_stream(&client, &url).await;
+    // Healthy for a while: keep-alives, no cut.
+    let healthy = Instant::now();
+    while healthy.elapsed() < Duration::from_millis(300) {
+        assert_ne!(sse.next(Duration::from_secs(1)).await, Frame::Broken);
+    }
+    // Older than 100 ms already: the new fault cuts it at its next write.
+    venue.set_faults(faults("hermes/stream:drop_every=100ms"));
+    let (end, _) = sse.next_event(Duration::from_secs(3)).await;
+    assert_eq!(end, Frame::Broken);
+    assert_eq!(
+        venue.stats().endpoint(Endpoint::HermesStream).sse_dropped,
+        1
+    );
+    venue.shutdown().await;
+}
+
+#[tokio::test]
 async fn sse_events_can_be_malformed() {
     let (venue, _dir) = venue(VenueOptions {
         faults: faults("hermes/stream:malformed_rate=1"),

@@ -1,5 +1,5 @@
 //! `sluice bench`: replay throughput at 1 and 2 workers next to a parse-only floor, measured
-//! in the same run on the same recording.
+//! in the same run on the same recording (`sluice bench live`: see [`super::bench_live`]).
 //!
 //! The floor reads the recording and parses every envelope into the same records the pipeline
 //! uses, on one thread, with no dataflow. Each pipeline measurement runs `sluice replay` in a
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use serde_json::json;
 
 use sluice::config::Config;
@@ -21,7 +21,11 @@ use sluice::synth::SynthOptions;
 
 /// Arguments of `sluice bench`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    /// `live`: ingest latency of the live pipeline instead of replay throughput.
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
     /// The recording to measure (default: synthesize one shaped like the bundled recording,
     /// with at least 5 million price updates).
     pub recording: Option<PathBuf>,
@@ -50,7 +54,18 @@ pub struct BenchArgs {
     pub dir: Option<PathBuf>,
 }
 
+/// What `sluice bench` measures besides replay throughput.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Ingest latency (stream bytes received to journal line written) at fixed Hermes rates,
+    /// with the venue and the live pipeline on loopback.
+    Live(super::bench_live::LiveBenchArgs),
+}
+
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if let Some(BenchCommand::Live(live)) = args.command {
+        return super::bench_live::run(live);
+    }
     let temp = tempfile::Builder::new().prefix("sluice-bench").tempdir()?;
     let dir = args.dir.clone().unwrap_or_else(|| temp.path().to_owned());
     std::fs::create_dir_all(&dir)?;

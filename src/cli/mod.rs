@@ -1,6 +1,7 @@
 //! Command-line arguments and dispatch.
 
 mod bench;
+mod bench_live;
 mod replay;
 mod run;
 mod summary;
@@ -53,7 +54,7 @@ enum Command {
     Import(tools::ImportArgs),
     /// Validate and print the effective configuration, secrets redacted.
     Check(tools::CheckArgs),
-    /// Measure replay throughput against a parse-only floor.
+    /// Measure replay throughput against a parse-only floor (`bench live`: live ingest latency).
     Bench(bench::BenchArgs),
     /// Serve a recording as the real DEX Screener, Birdeye and Hermes APIs on loopback.
     Venue(venue::VenueArgs),

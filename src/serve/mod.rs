@@ -170,8 +170,12 @@ pub fn health_reasons(state: &ServeState, now_ms: u64) -> Vec<String> {
     }
     for provider in &state.providers {
         for endpoint in provider.status().endpoints {
-            if endpoint.breaker == "open" {
-                reasons.push(format!("circuit breaker open: {}", endpoint.endpoint));
+            // Half-open is still unhealthy: the endpoint failed and has not yet answered a probe.
+            if endpoint.breaker != "closed" {
+                reasons.push(format!(
+                    "circuit breaker {}: {}",
+                    endpoint.breaker, endpoint.endpoint
+                ));
             }
         }
     }

@@ -139,6 +139,9 @@ impl HermesSource {
         let mut backoff = self.backoff();
         let mut link: Option<Link> = None;
         let mut up = false;
+        // The catch-up poll after a connect has not succeeded yet: it is retried at the
+        // polling pace (which also lets the REST endpoint's breaker probe and close).
+        let mut catch_up = false;
         let mut reconnect_at = Instant::now();
         let mut poll = tokio::time::interval(Duration::from_millis(self.config.fallback_poll_ms));
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -154,7 +157,7 @@ impl HermesSource {
                         backoff = self.backoff();
                         self.set_connected(true, "streaming");
                         // Covers anything published between the last poll and the connect.
-                        self.poll_latest().await;
+                        catch_up = !self.poll_latest().await;
                         None
                     }
                     Next::Item(received, Ok(es::SSE::Event(event))) => {
@@ -177,14 +180,16 @@ impl HermesSource {
                     }
                     None
                 }
-                _ = poll.tick(), if !up => {
-                    self.poll_latest().await;
+                _ = poll.tick(), if !up || catch_up => {
+                    let polled = self.poll_latest().await;
+                    catch_up &= up && !polled;
                     None
                 }
             };
             if let Some(reason) = failure {
                 link = None;
                 up = false;
+                catch_up = false;
                 let delay = backoff
                     .next()
                     .unwrap_or(Duration::from_millis(self.config.reconnect_max_ms));
@@ -333,8 +338,8 @@ impl HermesSource {
         Some(t_ms)
     }
 
-    /// One REST poll of the latest prices of every feed.
-    async fn poll_latest(&mut self) {
+    /// One REST poll of the latest prices of every feed; true if it was answered.
+    async fn poll_latest(&mut self) -> bool {
         let path = format!(
             "/v2/updates/price/latest?{}&parsed=true&encoding=hex",
             self.query
@@ -345,11 +350,13 @@ impl HermesSource {
         match self.api.get(call).await {
             Ok(fetched) => {
                 self.admit(Endpoint::HermesLatest, "", fetched.body);
+                true
             }
             Err(e) => {
                 debug!(error = %e, "hermes: REST poll failed");
                 self.health
                     .failure(Source::Hermes, now_ms(), e.category().name());
+                false
             }
         }
     }

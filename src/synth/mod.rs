@@ -24,6 +24,7 @@
 
 pub mod abi;
 mod hermes;
+pub mod load;
 mod market;
 mod mesh;
 mod rng;

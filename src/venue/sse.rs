@@ -28,6 +28,8 @@ struct Stream {
     /// Recording time when the stream opened: recorded errors due then belong to the
     /// connection before (a client reconnecting at once must not get them again).
     opened_ms: u64,
+    /// Wall time when the stream opened: `drop_every` counts from here.
+    opened: Instant,
     /// When something was last written (for the keep-alive).
     last_write: Instant,
     drop_at: Option<Instant>,
@@ -43,7 +45,8 @@ impl Drop for Stream {
 
 /// The body of a new stream for `request`, with the connection faults (`drop_every`,
 /// `max_stream`) in force when it opens. Event faults (`malformed_rate`) follow the faults in
-/// force when each event is sent.
+/// force when each event is sent, and a `drop_every` set later reaches an open stream at its
+/// next write (so an operator can cut a running stream by changing the faults).
 pub(crate) fn stream(shared: Arc<Shared>, request: HermesRequest, faults: &EndpointFaults) -> Body {
     let now = Instant::now();
     let opened_ms = shared.clock.now_ms();
@@ -56,6 +59,7 @@ pub(crate) fn stream(shared: Arc<Shared>, request: HermesRequest, faults: &Endpo
         request,
         next,
         opened_ms,
+        opened: now,
         last_write: now,
         drop_at: faults.drop_every.and_then(|d| now.checked_add(d)),
         end_at: faults.max_stream.and_then(|d| now.checked_add(d)),
@@ -102,6 +106,12 @@ impl Stream {
         }
         let shared = Arc::clone(&self.shared);
         loop {
+            if self.drop_at.is_none() {
+                self.drop_at = shared
+                    .faults_for(ENDPOINT)
+                    .drop_every
+                    .and_then(|d| self.opened.checked_add(d));
+            }
             let entry = shared.timeline.stream.get(self.next);
             let due = entry.map(|e| shared.clock.wall_at(e.t_ms));
             // `None` (never) only for an absurd keep-alive that overflows the clock.
