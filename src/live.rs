@@ -14,7 +14,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use timely::dataflow::operators::Concat;
+use timely::dataflow::operators::Concatenate;
 use timely::dataflow::{ProbeHandle, StreamVec};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -260,7 +260,7 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
                 WorkerSinks::default()
             };
             worker.dataflow::<u64, _, _>(|scope| {
-                let mut merged: Option<StreamVec<'_, u64, Envelope>> = None;
+                let mut streams: Vec<StreamVec<'_, u64, Envelope>> = Vec::new();
                 for outlet in outlets.iter() {
                     let owner = outlet.source.index() % peers == index;
                     let feed = if owner {
@@ -273,14 +273,9 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
                     if owner {
                         let _ = outlet.activator.set(handles.sync_activator);
                     }
-                    merged = Some(match merged {
-                        None => stream,
-                        Some(m) => m.concat(stream),
-                    });
+                    streams.push(stream);
                 }
-                let envelopes = merged.unwrap_or_else(|| {
-                    timely::dataflow::operators::generic::operator::empty(scope)
-                });
+                let envelopes = scope.concatenate(streams);
                 build(
                     envelopes,
                     true,

@@ -492,11 +492,8 @@ fn dexscreener_429_storm_opens_the_breaker_serves_stale_and_recovers() {
     });
 
     stage.faults("dexscreener:error_rate=1,status=429,retry_after=1s");
-    let body = stage.await_health(&live, 503, Duration::from_secs(15));
+    stage.await_reason(&live, "dexscreener_boosts", Duration::from_secs(15));
     let opened_ms = now_ms();
-    let reasons = body["reasons"].to_string();
-    assert!(reasons.contains("circuit breaker open"), "{body}");
-    assert!(reasons.contains("boosts"), "{body}");
     let (_, status) = stage.get(&live, "/status");
     assert_ne!(endpoint_status(&status, "boosts")["breaker"], "closed");
     assert_eq!(status["healthy"], false);
@@ -742,11 +739,11 @@ fn hermes_down_makes_the_source_stale_and_health_says_so() {
     );
     stage.faults("");
     stage.await_health(&live, 200, Duration::from_secs(20));
-    let (_, status) = stage.get(&live, "/status");
-    assert_eq!(
-        status["sources"]["hermes"]["state"], "streaming",
-        "{status}"
-    );
+    // Polling may bring the source back before the stream reconnects; then the stream does.
+    eventually(Duration::from_secs(10), "the stream back", || {
+        let (_, status) = stage.get(&live, "/status");
+        status["sources"]["hermes"]["state"] == "streaming"
+    });
     drop(live);
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use timely::WorkerConfig;
 use timely::communication::Config as CommunicationConfig;
-use timely::dataflow::operators::Concat;
+use timely::dataflow::operators::Concatenate;
 use timely::dataflow::{ProbeHandle, StreamVec};
 
 use super::graph::{Wiring, WorkerSinks, build};
@@ -283,20 +283,15 @@ pub fn replay(
                 Arc::clone(&outcome),
             );
             worker.dataflow::<u64, _, _>(|scope| {
-                let mut merged: Option<StreamVec<'_, u64, Envelope>> = None;
+                let mut streams: Vec<StreamVec<'_, u64, Envelope>> = Vec::new();
                 for source in Source::ALL.into_iter().filter(|s| wanted[s.index()]) {
                     let feed = ReplayDemux::feed(&demux, source);
                     let (stream, handles) =
                         source_operator(scope, source, Some(feed), tick_ms, done.clone());
                     demux.borrow_mut().set_activator(source, handles.activator);
-                    merged = Some(match merged {
-                        None => stream,
-                        Some(m) => m.concat(stream),
-                    });
+                    streams.push(stream);
                 }
-                let envelopes = merged.unwrap_or_else(|| {
-                    timely::dataflow::operators::generic::operator::empty(scope)
-                });
+                let envelopes = scope.concatenate(streams);
                 build(
                     envelopes,
                     false,
