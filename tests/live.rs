@@ -605,8 +605,8 @@ fn birdeye_5xx_bursts_and_timeouts_trip_the_breaker_and_recover() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Hermes: the stream drops every couple of seconds; polling covers the gaps; no publish time
-// is lost or counted twice.
+// Hermes: the stream drops every couple of seconds, then ends as Hermes ends it; polling covers
+// the gaps; no publish time is lost or counted twice.
 
 #[test]
 fn hermes_stream_drops_fail_over_to_polling_without_losing_or_repeating_a_publish_time() {
@@ -618,12 +618,16 @@ fn hermes_stream_drops_fail_over_to_polling_without_losing_or_repeating_a_publis
     // wall time v + offset.
     let offset = now_ms() as i64 - stage.venue().venue_time_ms() as i64;
     let started = now_ms();
-    std::thread::sleep(Duration::from_secs(12));
+    std::thread::sleep(Duration::from_secs(6));
+    // Then Hermes' own close (its 24-hour limit, here after 2 s): an `event:error`, then EOF.
+    stage.faults("hermes/stream:max_stream=2s");
+    std::thread::sleep(Duration::from_secs(6));
     let stopped = now_ms();
     let report = live.stop();
 
     let stream = &stage.venue().stats().endpoints["hermes/stream"];
-    assert!(stream.sse_opened >= 4, "{stream:?}");
+    assert!(stream.sse_dropped >= 2, "{stream:?}");
+    assert!(stream.sse_ended >= 1, "{stream:?}");
     let recorded = envelopes(report.recording.as_ref().unwrap());
     let polled = recorded
         .iter()
