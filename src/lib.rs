@@ -16,6 +16,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod chain;
 pub mod config;
 pub mod dataflow;
 pub mod live;

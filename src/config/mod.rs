@@ -11,6 +11,7 @@
 //! assert_eq!(config.dataflow.tick_ms, 10);
 //! ```
 
+mod chain;
 mod computations;
 mod live;
 mod pipeline;
@@ -22,6 +23,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
+pub use chain::{ChainConfig, ChainMode, UpdateDataSource, parse_address};
 pub use computations::{
     DebounceConfig, EarlyUpdate, FeedConfig, FusionConfig, Percent, RiskConfig, TrendingConfig,
     UnlistedFeeds,
@@ -87,6 +89,8 @@ pub struct Config {
     pub sources: SourcesConfig,
     /// The operations server.
     pub serve: ServeConfig,
+    /// The on-chain keeper.
+    pub chain: ChainConfig,
     /// Assets and the identifiers that price them.
     #[serde(default)]
     pub assets: Vec<AssetConfig>,
@@ -275,6 +279,9 @@ impl Config {
         self.serve
             .validate()
             .map_err(|(key, problem)| invalid(&format!("serve.{key}"), problem))?;
+        self.chain
+            .validate()
+            .map_err(|(key, problem)| invalid(&format!("chain.{key}"), problem))?;
         if self.sources.watermark_interval_ms == 0 {
             return Err(invalid(
                 "sources.watermark_interval_ms",

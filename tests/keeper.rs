@@ -1,0 +1,428 @@
+//! The keeper against a real anvil node with Pyth's MockPyth: the observer's reads, and the
+//! sink's sends, dry runs, replacements, restarts, failover and refusals.
+
+mod support;
+
+use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::providers::Provider;
+use sluice::chain::sink::{ChainSink, SinkEvent};
+use sluice::chain::{ChainClient, IPyth, Observer};
+use sluice::config::{ChainConfig, ChainMode, Config, Secret, UpdateDataSource};
+use sluice::model::parse::chain::{ChainRead, ChainReadRound, to_json};
+use sluice::model::{FeedId, OnChainPrice};
+use sluice::ops::debounce::{BatchEntry, PushBatch, Reason};
+use sluice::ops::keeper::SkipReason;
+use sluice::synth::abi::MockUpdate;
+use support::anvil::{Anvil, KEY_0, KEY_1, deploy_mock_pyth, provider, wallet_provider};
+
+const FEE: u64 = 7;
+const BTC: FeedId = FeedId([0xe6; 32]);
+const ETH: FeedId = FeedId([0xff; 32]);
+
+fn update(id: FeedId, price: i64, publish_time: u64) -> MockUpdate {
+    MockUpdate {
+        id: id.0,
+        price,
+        conf: 10,
+        expo: -8,
+        ema_price: price,
+        ema_conf: 10,
+        publish_time,
+        prev_publish_time: publish_time.saturating_sub(1),
+    }
+}
+
+fn batch(n: u64, feeds: &[(FeedId, i64, u64)]) -> PushBatch {
+    PushBatch::new(
+        n,
+        feeds
+            .iter()
+            .map(|&(id, price, t)| BatchEntry {
+                id,
+                price,
+                conf: 10,
+                expo: -8,
+                publish_time: t as i64,
+                reason: Reason::Deviation,
+                update_data: Some(bytes::Bytes::from(hex::encode(
+                    update(id, price, t).encode(),
+                ))),
+            })
+            .collect(),
+    )
+}
+
+fn chain_config(urls: &[&str], contract: Address, mode: ChainMode, key: &str) -> ChainConfig {
+    let mut c = Config::load(None, &[]).expect("default config").chain;
+    c.rpc_urls = urls.iter().map(|u| u.to_string()).collect();
+    c.contract_address = format!("{contract:#x}");
+    c.mode = mode;
+    c.private_key = Secret::new(key);
+    c.private_key_file = None;
+    c.update_data = UpdateDataSource::Stream;
+    c.receipt_timeout_ms = 1_000;
+    c.validate().expect("valid chain config");
+    c
+}
+
+async fn price_on_chain(url: &str, contract: Address, id: FeedId) -> Option<IPyth::Price> {
+    IPyth::new(contract, provider(url))
+        .getPriceUnsafe(B256::from(id.0))
+        .call()
+        .await
+        .ok()
+}
+
+async fn balance(url: &str, address: Address) -> U256 {
+    provider(url).get_balance(address).await.expect("balance")
+}
+
+async fn nonce(url: &str, key: &str) -> u64 {
+    let signer: alloy::signers::local::PrivateKeySigner = key.parse().unwrap();
+    provider(url)
+        .get_transaction_count(signer.address())
+        .await
+        .unwrap()
+}
+
+async fn mine(url: &str) {
+    let _: String = provider(url)
+        .raw_request("evm_mine".into(), ())
+        .await
+        .expect("evm_mine");
+}
+
+/// Ticks until an event matches (or fails after 5 s).
+async fn tick_until(
+    sink: &mut ChainSink,
+    now: &mut u64,
+    want: impl Fn(&SinkEvent) -> bool,
+) -> SinkEvent {
+    for _ in 0..100 {
+        *now += 50;
+        for e in sink.on_tick(*now).await {
+            if want(&e) {
+                return e;
+            }
+            assert!(!matches!(e, SinkEvent::TxFailed { .. }), "{e:?}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no matching event");
+}
+
+fn is_confirmed(e: &SinkEvent) -> bool {
+    matches!(e, SinkEvent::TxConfirmed { .. })
+}
+
+#[tokio::test]
+async fn observer_reads_not_found_then_the_pushed_price() {
+    let anvil = Anvil::start(&[]);
+    let contract = deploy_mock_pyth(&anvil.url, 60, FEE).await;
+    let client = ChainClient::connect(std::slice::from_ref(&anvil.url))
+        .await
+        .unwrap();
+    let observer = Observer::new(&client, contract.0.0, vec![BTC, ETH]);
+    let round = observer.read_round().await.unwrap();
+    assert_eq!(
+        round.reads,
+        [ChainRead::not_found(BTC), ChainRead::not_found(ETH)]
+    );
+
+    let data = vec![Bytes::from(update(BTC, -12_345, 1_700_000_000).encode())];
+    IPyth::new(contract, wallet_provider(&anvil.url, KEY_1))
+        .updatePriceFeeds(data)
+        .value(U256::from(FEE))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let round = observer.read_round().await.unwrap();
+    let expected = ChainRead::found(
+        BTC,
+        OnChainPrice {
+            price: -12_345,
+            conf: 10,
+            expo: -8,
+            publish_time: 1_700_000_000,
+        },
+    );
+    assert_eq!(round.reads, [expected, ChainRead::not_found(ETH)]);
+    assert!(round.block.is_some_and(|b| b >= 2));
+    // What is emitted is the chain-read schema the parser reads.
+    let json = observer.read_round_json().await.unwrap();
+    assert_eq!(
+        serde_json::from_str::<ChainReadRound>(&json).unwrap(),
+        round
+    );
+    assert_eq!(json, to_json(&round));
+}
+
+#[tokio::test]
+async fn send_pushes_a_batch_pays_the_fee_and_never_twice() {
+    let anvil = Anvil::start(&[]);
+    let contract = deploy_mock_pyth(&anvil.url, 60, FEE).await;
+    let config = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
+    let dir = tempfile::tempdir().unwrap();
+    let tree = ChainSink::open_store(dir.path()).unwrap();
+    let mut sink = ChainSink::open(&config, Some(tree), false).await.unwrap();
+    assert!(sink.reconcile(0).await.is_empty());
+    let b = batch(1, &[(BTC, 100, 1_000), (ETH, 200, 1_001)]);
+    let events = sink.on_batch(&b, 0).await;
+    assert!(
+        matches!(&events[..], [SinkEvent::TxSubmitted { nonce: 0, fee, ids, .. }] if fee == "14" && ids == &[BTC, ETH]),
+        "{events:?}"
+    );
+    let mut now = 0;
+    let confirmed = tick_until(&mut sink, &mut now, is_confirmed).await;
+    let SinkEvent::TxConfirmed { gas_used, .. } = confirmed else {
+        unreachable!()
+    };
+    assert!(gas_used > 21_000);
+    let btc = price_on_chain(&anvil.url, contract, BTC).await.unwrap();
+    assert_eq!((btc.price, btc.publishTime), (100, U256::from(1_000)));
+    let eth = price_on_chain(&anvil.url, contract, ETH).await.unwrap();
+    assert_eq!((eth.price, eth.publishTime), (200, U256::from(1_001)));
+    assert_eq!(balance(&anvil.url, contract).await, U256::from(2 * FEE));
+
+    // The same publish times again: skipped by the keeper, nothing sent.
+    let events = sink.on_batch(&batch(2, &[(BTC, 100, 1_000)]), now).await;
+    assert_eq!(
+        events,
+        [SinkEvent::TxSkipped {
+            batches: vec![2],
+            reason: SkipReason::AlreadyPushed
+        }]
+    );
+    // A keeper that does not know (no store): the contract's guard, in simulation.
+    let mut other = ChainSink::open(&config, None, false).await.unwrap();
+    let events = other.on_batch(&batch(3, &[(BTC, 100, 1_000)]), now).await;
+    assert_eq!(
+        events,
+        [SinkEvent::TxSkipped {
+            batches: vec![3],
+            reason: SkipReason::NoFreshUpdate
+        }]
+    );
+    assert_eq!(nonce(&anvil.url, KEY_1).await, 1);
+    assert_eq!(balance(&anvil.url, contract).await, U256::from(2 * FEE));
+}
+
+#[tokio::test]
+async fn dry_run_and_replay_plan_without_sending() {
+    let anvil = Anvil::start(&[]);
+    let contract = deploy_mock_pyth(&anvil.url, 60, FEE).await;
+    let config = chain_config(&[&anvil.url], contract, ChainMode::DryRun, KEY_1);
+    let mut sink = ChainSink::open(&config, None, false).await.unwrap();
+    let events = sink.on_batch(&batch(1, &[(BTC, 100, 1_000)]), 0).await;
+    let [
+        SinkEvent::TxPlanned {
+            batches,
+            ids,
+            publish_times,
+            fee,
+            calldata_bytes,
+            gas_estimate,
+        },
+    ] = &events[..]
+    else {
+        panic!("{events:?}")
+    };
+    assert_eq!(
+        (batches, ids, publish_times),
+        (&vec![1], &vec![BTC], &vec![1_000])
+    );
+    assert_eq!(fee.as_deref(), Some("7"));
+    assert!(*calldata_bytes > 320);
+    assert!(gas_estimate.is_some_and(|g| g > 21_000));
+    // Send mode, but replay: still only planned.
+    let send = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
+    let mut replay = ChainSink::open(&send, None, true).await.unwrap();
+    let events = replay.on_batch(&batch(1, &[(BTC, 100, 1_000)]), 0).await;
+    assert!(matches!(&events[..], [SinkEvent::TxPlanned { .. }]));
+    assert_eq!(nonce(&anvil.url, KEY_1).await, 0);
+    assert!(price_on_chain(&anvil.url, contract, BTC).await.is_none());
+}
+
+#[tokio::test]
+async fn a_held_back_transaction_is_replaced_with_higher_fees() {
+    let anvil = Anvil::start(&["--no-mining"]);
+    // Deploy needs a block: mine it by hand.
+    let url = anvil.url.clone();
+    let deploy = tokio::spawn(async move { deploy_mock_pyth(&url, 60, FEE).await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    mine(&anvil.url).await;
+    let contract = deploy.await.unwrap();
+    let config = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
+    let mut sink = ChainSink::open(&config, None, false).await.unwrap();
+    let events = sink.on_batch(&batch(1, &[(BTC, 100, 1_000)]), 0).await;
+    let [
+        SinkEvent::TxSubmitted {
+            hash: first,
+            max_fee_per_gas: first_fee,
+            ..
+        },
+    ] = &events[..]
+    else {
+        panic!("{events:?}")
+    };
+    // Within the receipt timeout: nothing. After it: replaced, same nonce, fees x1.1.
+    assert!(sink.on_tick(500).await.is_empty());
+    let events = sink.on_tick(1_000).await;
+    let [
+        SinkEvent::TxReplaced {
+            hash: second,
+            replaces,
+            nonce: 0,
+            max_fee_per_gas,
+            ..
+        },
+    ] = &events[..]
+    else {
+        panic!("{events:?}")
+    };
+    assert_eq!(replaces, first);
+    let old: u128 = first_fee.parse().unwrap();
+    let new: u128 = max_fee_per_gas.parse().unwrap();
+    assert!(new * 10 >= old * 11, "{old} -> {new}");
+    mine(&anvil.url).await;
+    let mut now = 1_000;
+    let SinkEvent::TxConfirmed { hash, .. } = tick_until(&mut sink, &mut now, is_confirmed).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(&hash, second);
+    assert_eq!(balance(&anvil.url, contract).await, U256::from(FEE));
+    assert_eq!(nonce(&anvil.url, KEY_1).await, 1);
+}
+
+#[tokio::test]
+async fn a_restart_between_send_and_receipt_pays_once() {
+    let anvil = Anvil::start(&["--no-mining"]);
+    let url = anvil.url.clone();
+    let deploy = tokio::spawn(async move { deploy_mock_pyth(&url, 60, FEE).await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    mine(&anvil.url).await;
+    let contract = deploy.await.unwrap();
+    let config = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
+    let dir = tempfile::tempdir().unwrap();
+    let b = batch(1, &[(BTC, 100, 1_000)]);
+    {
+        let tree = ChainSink::open_store(dir.path()).unwrap();
+        let mut sink = ChainSink::open(&config, Some(tree), false).await.unwrap();
+        let events = sink.on_batch(&b, 0).await;
+        assert!(matches!(&events[..], [SinkEvent::TxSubmitted { .. }]));
+        // Killed here: no receipt yet.
+    }
+    // Restarted with the transaction still pending: nothing new is sent for the same batch.
+    {
+        let tree = ChainSink::open_store(dir.path()).unwrap();
+        let mut sink = ChainSink::open(&config, Some(tree), false).await.unwrap();
+        assert!(sink.reconcile(0).await.is_empty());
+        assert!(sink.state().in_flight.is_some());
+        let events = sink.on_batch(&b, 10).await;
+        assert!(
+            matches!(
+                &events[..],
+                [SinkEvent::TxSkipped {
+                    reason: SkipReason::AlreadyPushed,
+                    ..
+                }]
+            ),
+            "{events:?}"
+        );
+    }
+    mine(&anvil.url).await;
+    // Restarted after it was mined: reconciled from the receipt, then the same batch skipped.
+    let tree = ChainSink::open_store(dir.path()).unwrap();
+    let mut sink = ChainSink::open(&config, Some(tree), false).await.unwrap();
+    let events = sink.reconcile(0).await;
+    assert!(
+        matches!(&events[..], [SinkEvent::TxConfirmed { .. }]),
+        "{events:?}"
+    );
+    let events = sink.on_batch(&b, 10).await;
+    assert!(
+        matches!(&events[..], [SinkEvent::TxSkipped { .. }]),
+        "{events:?}"
+    );
+    mine(&anvil.url).await;
+    assert_eq!(nonce(&anvil.url, KEY_1).await, 1);
+    assert_eq!(balance(&anvil.url, contract).await, U256::from(FEE));
+}
+
+#[tokio::test]
+async fn a_dead_first_endpoint_fails_over_to_the_next() {
+    let anvil = Anvil::start(&[]);
+    let contract = deploy_mock_pyth(&anvil.url, 60, FEE).await;
+    // A port nothing listens on: bind one, then free it.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://127.0.0.1:{}", l.local_addr().unwrap().port())
+    };
+    let config = chain_config(&[&dead, &anvil.url], contract, ChainMode::Send, KEY_1);
+    let mut sink = ChainSink::open(&config, None, false).await.unwrap();
+    let events = sink.on_batch(&batch(1, &[(BTC, 100, 1_000)]), 0).await;
+    assert!(
+        matches!(&events[..], [SinkEvent::TxSubmitted { .. }]),
+        "{events:?}"
+    );
+    let mut now = 0;
+    tick_until(&mut sink, &mut now, is_confirmed).await;
+    assert_eq!(
+        price_on_chain(&anvil.url, contract, BTC)
+            .await
+            .unwrap()
+            .price,
+        100
+    );
+
+    let client = ChainClient::connect(&[dead.clone(), anvil.url.clone()])
+        .await
+        .unwrap();
+    let round = Observer::new(&client, contract.0.0, vec![BTC])
+        .read_round()
+        .await
+        .unwrap();
+    assert!(round.reads[0].price == Some(100));
+    assert_eq!(
+        client.current_endpoint(),
+        format!("http://127.0.0.1:{}", anvil.port)
+    );
+    // Every endpoint down: a clear error.
+    let client = ChainClient::connect(&[dead]).await.unwrap();
+    let err = Observer::new(&client, contract.0.0, vec![BTC])
+        .read_round()
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().starts_with("no RPC endpoint reachable"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn insufficient_funds_is_a_clear_error_without_retries() {
+    let anvil = Anvil::start(&[]);
+    let contract = deploy_mock_pyth(&anvil.url, 60, FEE).await;
+    let broke = "0x0000000000000000000000000000000000000000000000000000000000000001";
+    let config = chain_config(&[&anvil.url], contract, ChainMode::Send, broke);
+    let mut sink = ChainSink::open(&config, None, false).await.unwrap();
+    let events = sink.on_batch(&batch(1, &[(BTC, 100, 1_000)]), 0).await;
+    let [SinkEvent::TxFailed { reason, .. }] = &events[..] else {
+        panic!("{events:?}")
+    };
+    assert!(reason.contains("insufficient funds"), "{reason}");
+    assert!(!reason.contains(&broke[2..]), "the key leaked: {reason}");
+    // No busy loop: nothing is retried on its own.
+    assert!(sink.on_tick(10_000).await.is_empty());
+    assert_eq!(nonce(&anvil.url, broke).await, 0);
+    assert!(matches!(
+        sink.check_balance().await,
+        Some(SinkEvent::LowBalance { .. })
+    ));
+    // anvil's account 0 is unrelated.
+    let _ = KEY_0;
+}
