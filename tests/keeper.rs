@@ -426,3 +426,84 @@ async fn insufficient_funds_is_a_clear_error_without_retries() {
     // anvil's account 0 is unrelated.
     let _ = KEY_0;
 }
+
+#[tokio::test]
+async fn above_the_gas_cap_it_waits_and_alerts() {
+    let anvil = Anvil::start(&["--base-fee", "50000000000"]);
+    let contract = deploy_mock_pyth(&anvil.url, 60, FEE).await;
+    let mut config = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
+    config.gas_cap_gwei = 10;
+    let mut sink = ChainSink::open(&config, None, false).await.unwrap();
+    let events = sink.on_batch(&batch(1, &[(BTC, 100, 1_000)]), 0).await;
+    let [SinkEvent::GasCapExceeded { fresh, cap }] = &events[..] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(cap, "10000000000");
+    assert!(fresh.parse::<u128>().unwrap() > 50_000_000_000);
+    // Still waiting on the next tick, nothing sent.
+    assert!(matches!(
+        &sink.on_tick(1_000).await[..],
+        [SinkEvent::GasCapExceeded { .. }]
+    ));
+    assert_eq!(nonce(&anvil.url, KEY_1).await, 0);
+    assert!(sink.state().queued.is_some());
+}
+
+#[tokio::test]
+async fn hermes_update_data_is_fetched_fresh_for_exactly_the_batch() {
+    use axum::extract::RawQuery;
+    use std::sync::{Arc, Mutex};
+
+    let anvil = Anvil::start(&[]);
+    let contract = deploy_mock_pyth(&anvil.url, 60, FEE).await;
+    // A stand-in Hermes answering with MockPyth elements for the ids asked.
+    let queries = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = queries.clone();
+    let app = axum::Router::new().route(
+        "/v2/updates/price/latest",
+        axum::routing::get(move |RawQuery(q): RawQuery| {
+            let seen = seen.clone();
+            async move {
+                let q = q.unwrap_or_default();
+                seen.lock().unwrap().push(q.clone());
+                let data: Vec<String> = q
+                    .split('&')
+                    .filter_map(|kv| kv.strip_prefix("ids[]=").or(kv.strip_prefix("ids%5B%5D=")))
+                    .map(|id| {
+                        let id: FeedId = id.parse().unwrap();
+                        hex::encode(update(id, 555, 2_000).encode())
+                    })
+                    .collect();
+                axum::Json(serde_json::json!({"binary": {"encoding": "hex", "data": data}}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let full = Config::load(None, &[]).unwrap();
+    let mut hermes = full.hermes.clone();
+    hermes.base_url = format!("http://{addr}");
+    let api =
+        sluice::net::http::Api::new(sluice::sources::hermes::provider(&hermes), &full.http, None)
+            .unwrap();
+
+    let mut config = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
+    config.update_data = UpdateDataSource::Hermes;
+    let mut sink = ChainSink::open(&config, None, false)
+        .await
+        .unwrap()
+        .with_hermes(api);
+    let events = sink.on_batch(&batch(1, &[(BTC, 100, 1_000)]), 0).await;
+    assert!(
+        matches!(&events[..], [SinkEvent::TxSubmitted { fee, .. }] if fee == "7"),
+        "{events:?}"
+    );
+    let mut now = 0;
+    tick_until(&mut sink, &mut now, is_confirmed).await;
+    let btc = price_on_chain(&anvil.url, contract, BTC).await.unwrap();
+    assert_eq!((btc.price, btc.publishTime), (555, U256::from(2_000)));
+    let queries = queries.lock().unwrap().clone();
+    assert_eq!(queries.len(), 1);
+    assert!(queries[0].contains(&BTC.to_string()) && !queries[0].contains(&ETH.to_string()));
+}

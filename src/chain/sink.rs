@@ -18,13 +18,23 @@ use alloy::sol_types::SolCall;
 use serde::{Deserialize, Serialize};
 
 use super::{ChainClient, ChainError, IPyth, short_reason};
-use crate::config::{ChainConfig, ChainMode, Secret, parse_address};
+use crate::config::{ChainConfig, ChainMode, Secret, UpdateDataSource, parse_address};
 use crate::model::{ChainTarget, Decimal, FeedId};
+use crate::net::http::{Api, Call, Priority};
 use crate::ops::debounce::PushBatch;
 use crate::ops::keeper::{
     Action, Attempt, Fees, Keeper, KeeperRules, KeeperState, SkipReason, TxPlan,
 };
 use crate::synth::abi::MockUpdate;
+
+/// The Hermes rate-limit bucket (shared with the Hermes source when it shares the `Api`).
+const HERMES_BUCKET: &str = "requests";
+/// Breaker, metrics and cache name of the update-data fetch.
+const HERMES_UPDATES: &str = "keeper_update_data";
+
+/// How long the chain's nonce must have passed the transaction in flight, with no receipt for
+/// any of its attempts, before it is given up as taken by another transaction (ms).
+pub const NONCE_PASSED_GRACE_MS: u64 = 3_000;
 
 /// Gas limit = estimate × this, in percent.
 const GAS_MARGIN_PERCENT: u64 = 120;
@@ -147,6 +157,10 @@ pub struct ChainSink {
     request: Option<TransactionRequest>,
     tree: Option<sled::Tree>,
     legacy: bool,
+    update_source: UpdateDataSource,
+    hermes: Option<Api>,
+    /// Since when (ms) the chain's nonce has passed the one in flight with no receipt found.
+    nonce_passed_since: Option<u64>,
 }
 
 impl ChainSink {
@@ -200,7 +214,17 @@ impl ChainSink {
             request,
             tree: store,
             legacy: false,
+            update_source: config.update_data,
+            hermes: None,
+            nonce_passed_since: None,
         })
+    }
+
+    /// With `chain.update_data = "hermes"`: the Hermes client update data is fetched with
+    /// (built from [`crate::sources::hermes::provider`]).
+    pub fn with_hermes(mut self, api: Api) -> ChainSink {
+        self.hermes = Some(api);
+        self
     }
 
     /// Opens the sled database at `path` and the sink's tree in it.
@@ -233,7 +257,7 @@ impl ChainSink {
         if self.mode != ChainMode::Send || self.keeper.in_flight().is_none() {
             return events;
         }
-        self.poll_in_flight(&mut events).await;
+        self.poll_in_flight(now_ms, &mut events).await;
         if let Some(in_flight) = self.keeper.in_flight().cloned()
             && let (Ok(client), Some(last)) = (self.client(), in_flight.attempts.last())
             && let Ok(raw) = hex::decode(last.raw.trim_start_matches("0x"))
@@ -251,7 +275,6 @@ impl ChainSink {
                 tracing::debug!(error = %short_reason(&e), "rebroadcast after restart");
             }
         }
-        let _ = now_ms;
         self.persist(&mut events);
         events
     }
@@ -289,7 +312,7 @@ impl ChainSink {
     pub async fn on_tick(&mut self, now_ms: u64) -> Vec<SinkEvent> {
         let mut events = Vec::new();
         if self.mode == ChainMode::Send {
-            self.poll_in_flight(&mut events).await;
+            self.poll_in_flight(now_ms, &mut events).await;
         }
         let fresh = self.fresh_fees().await.ok();
         let actions = self.keeper.on_tick(now_ms, fresh);
@@ -309,6 +332,13 @@ impl ChainSink {
             .call(|p| async move { Ok(p.get_balance(address).await?) })
             .await
             .ok()?;
+        // Telemetry only: whole gwei as a float gauge.
+        let gwei = balance / U256::from(1_000_000_000u64);
+        metrics::gauge!("wallet_balance_gwei")
+            .set(u128::try_from(gwei).unwrap_or(u128::MAX) as f64);
+        if balance < U256::from(self.min_balance) {
+            tracing::warn!(balance = %balance, min_balance = self.min_balance, "keeper wallet below chain.min_balance");
+        }
         (balance < U256::from(self.min_balance)).then(|| SinkEvent::LowBalance {
             balance: balance.to_string(),
             min_balance: self.min_balance.to_string(),
@@ -366,18 +396,24 @@ impl ChainSink {
         }
     }
 
-    /// The update data of a plan: the batches' blobs, less MockPyth-encoded elements of feeds
-    /// or publish times the plan does not push (each element is paid for).
-    fn update_data(&self, plan: &TxPlan) -> Result<Vec<Bytes>, String> {
+    /// The update data of a plan. `stream`: the batches' blobs, less MockPyth-encoded elements
+    /// of feeds or publish times the plan does not push (each element is paid for). `hermes`:
+    /// fetched fresh from `/v2/updates/price/latest` for exactly the plan's feeds.
+    async fn update_data(&self, plan: &TxPlan) -> Result<Vec<Bytes>, String> {
+        let blobs = match self.update_source {
+            UpdateDataSource::Stream => plan.update_data.clone(),
+            UpdateDataSource::Hermes => self.fetch_hermes(plan).await?,
+        };
         let wanted = plan.feed_times();
         let mut out = Vec::new();
-        for blob in &plan.update_data {
+        for blob in &blobs {
             let bytes = hex::decode(blob.trim_start_matches("0x"))
                 .map_err(|_| "update data is not hex".to_owned())?;
             if let Some(update) = MockUpdate::decode(&bytes) {
                 let in_plan = wanted.iter().any(|f| {
                     f.id.0 == update.id
-                        && u64::try_from(f.publish_time).ok() == Some(update.publish_time)
+                        && (self.update_source == UpdateDataSource::Hermes
+                            || u64::try_from(f.publish_time).ok() == Some(update.publish_time))
                 });
                 if !in_plan {
                     continue;
@@ -389,6 +425,41 @@ impl ChainSink {
             return Err("no update data for the batch's feeds".into());
         }
         Ok(out)
+    }
+
+    /// `binary.data` of Hermes' latest updates for the plan's feeds.
+    async fn fetch_hermes(&self, plan: &TxPlan) -> Result<Vec<String>, String> {
+        let Some(api) = &self.hermes else {
+            return Err("chain.update_data = \"hermes\" but no Hermes client".into());
+        };
+        let ids: Vec<String> = plan
+            .feeds
+            .iter()
+            .map(|f| format!("ids[]={}", f.id))
+            .collect();
+        let path = format!(
+            "/v2/updates/price/latest?{}&encoding=hex&parsed=false&ignore_invalid_price_ids=true",
+            ids.join("&")
+        );
+        let call = Call::new(HERMES_UPDATES, HERMES_BUCKET, &path)
+            .priority(Priority::High)
+            .use_stale(false);
+        #[derive(Deserialize)]
+        struct Latest {
+            binary: Binary,
+        }
+        #[derive(Deserialize)]
+        struct Binary {
+            data: Vec<String>,
+        }
+        let fetched = api
+            .get(call)
+            .await
+            .map_err(|e| format!("hermes update data: {e}"))?;
+        let latest: Latest = fetched
+            .json()
+            .map_err(|e| format!("hermes update data: {e}"))?;
+        Ok(latest.binary.data)
     }
 
     async fn submit(
@@ -403,7 +474,7 @@ impl ChainSink {
             batches: batches.clone(),
             reason,
         };
-        let data = match self.update_data(&plan) {
+        let data = match self.update_data(&plan).await {
             Ok(d) => d,
             Err(reason) => {
                 self.keeper.on_not_sent(false);
@@ -689,8 +760,10 @@ impl ChainSink {
         }
     }
 
-    /// Receipts of every attempt in flight; then whether the nonce was taken by another.
-    async fn poll_in_flight(&mut self, events: &mut Vec<SinkEvent>) {
+    /// Receipts of every attempt in flight; then whether the nonce was taken by another (only
+    /// after [`NONCE_PASSED_GRACE_MS`] without a receipt: nodes may answer a mined
+    /// transaction's receipt late).
+    async fn poll_in_flight(&mut self, now_ms: u64, events: &mut Vec<SinkEvent>) {
         let Some(in_flight) = self.keeper.in_flight().cloned() else {
             return;
         };
@@ -718,8 +791,20 @@ impl ChainSink {
                 .saturating_add(if success { fee_value } else { U256::ZERO });
             let block = receipt.block_number.unwrap_or_default();
             let gas_used = receipt.gas_used;
+            // Telemetry only (metrics are floats); every amount journaled stays an integer.
+            if let Some(first) = in_flight.attempts.first() {
+                let latency_ms = now_ms.saturating_sub(first.sent_at_ms);
+                metrics::histogram!("tx_latency_seconds").record(latency_ms as f64 / 1_000.0);
+            }
+            metrics::histogram!("gas_cost_gwei")
+                .record(receipt.effective_gas_price as f64 / 1_000_000_000.0);
+            if success {
+                metrics::counter!("price_updates_total", "source" => "keeper")
+                    .increment(in_flight.feeds.len() as u64);
+            }
             self.keeper.on_receipt(&attempt.hash, success);
             self.request = None;
+            self.nonce_passed_since = None;
             events.push(if success {
                 SinkEvent::TxConfirmed {
                     batches: in_flight.batches.clone(),
@@ -742,10 +827,20 @@ impl ChainSink {
         let confirmed = client
             .call(|p| async move { Ok(p.get_transaction_count(from).latest().await?) })
             .await;
+        let passed = confirmed.as_ref().is_ok_and(|c| *c > in_flight.nonce);
+        if !passed {
+            self.nonce_passed_since = None;
+            return;
+        }
+        let since = *self.nonce_passed_since.get_or_insert(now_ms);
+        if now_ms.saturating_sub(since) < NONCE_PASSED_GRACE_MS {
+            return;
+        }
         if let Ok(confirmed) = confirmed
             && self.keeper.on_nonce_consumed(confirmed).is_some()
         {
             self.request = None;
+            self.nonce_passed_since = None;
             events.push(SinkEvent::TxFailed {
                 batches: in_flight.batches,
                 reason: format!("nonce {} taken by another transaction", in_flight.nonce),
