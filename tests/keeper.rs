@@ -13,7 +13,7 @@ use sluice::model::{FeedId, OnChainPrice};
 use sluice::ops::debounce::{BatchEntry, PushBatch, Reason};
 use sluice::ops::keeper::SkipReason;
 use sluice::synth::abi::MockUpdate;
-use support::anvil::{Anvil, KEY_0, KEY_1, deploy_mock_pyth, provider, wallet_provider};
+use support::anvil::{Anvil, KEY_0, KEY_1, KEY_2, deploy_mock_pyth, provider, wallet_provider};
 
 const FEE: u64 = 7;
 const BTC: FeedId = FeedId([0xe6; 32]);
@@ -90,6 +90,20 @@ async fn mine(url: &str) {
         .raw_request("evm_mine".into(), ())
         .await
         .expect("evm_mine");
+}
+
+/// Deploys MockPyth on a node that mines only on demand: mines until the deployment lands.
+async fn deploy_without_automine(url: &str) -> Address {
+    let owned = url.to_owned();
+    let deploy = tokio::spawn(async move { deploy_mock_pyth(&owned, 60, FEE).await });
+    for _ in 0..200 {
+        if deploy.is_finished() {
+            break;
+        }
+        mine(url).await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    deploy.await.expect("MockPyth deployed")
 }
 
 /// Ticks until an event matches (or fails after 5 s).
@@ -250,11 +264,7 @@ async fn dry_run_and_replay_plan_without_sending() {
 async fn a_held_back_transaction_is_replaced_with_higher_fees() {
     let anvil = Anvil::start(&["--no-mining"]);
     // Deploy needs a block: mine it by hand.
-    let url = anvil.url.clone();
-    let deploy = tokio::spawn(async move { deploy_mock_pyth(&url, 60, FEE).await });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    mine(&anvil.url).await;
-    let contract = deploy.await.unwrap();
+    let contract = deploy_without_automine(&anvil.url).await;
     let config = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
     let mut sink = ChainSink::open(&config, None, false).await.unwrap();
     let events = sink.on_batch(&batch(1, &[(BTC, 100, 1_000)]), 0).await;
@@ -301,11 +311,7 @@ async fn a_held_back_transaction_is_replaced_with_higher_fees() {
 #[tokio::test]
 async fn a_restart_between_send_and_receipt_pays_once() {
     let anvil = Anvil::start(&["--no-mining"]);
-    let url = anvil.url.clone();
-    let deploy = tokio::spawn(async move { deploy_mock_pyth(&url, 60, FEE).await });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    mine(&anvil.url).await;
-    let contract = deploy.await.unwrap();
+    let contract = deploy_without_automine(&anvil.url).await;
     let config = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
     let dir = tempfile::tempdir().unwrap();
     let b = batch(1, &[(BTC, 100, 1_000)]);
@@ -506,4 +512,77 @@ async fn hermes_update_data_is_fetched_fresh_for_exactly_the_batch() {
     let queries = queries.lock().unwrap().clone();
     assert_eq!(queries.len(), 1);
     assert!(queries[0].contains(&BTC.to_string()) && !queries[0].contains(&ETH.to_string()));
+}
+
+#[tokio::test]
+async fn two_keepers_pushing_the_same_feeds_pay_the_fee_once() {
+    let anvil = Anvil::start(&["--no-mining"]);
+    let contract = deploy_without_automine(&anvil.url).await;
+    let a = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
+    let b = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_2);
+    let mut first = ChainSink::open(&a, None, false).await.unwrap();
+    let mut second = ChainSink::open(&b, None, false).await.unwrap();
+    let same = batch(1, &[(BTC, 100, 1_000)]);
+    // The first sends; the second simulates against the pending state (anvil, like most
+    // nodes, includes the pool) and its guard stops it before anything is signed.
+    assert!(matches!(
+        &first.on_batch(&same, 0).await[..],
+        [SinkEvent::TxSubmitted { .. }]
+    ));
+    let events = second.on_batch(&same, 0).await;
+    assert_eq!(
+        events,
+        [SinkEvent::TxSkipped {
+            batches: vec![1],
+            reason: SkipReason::NoFreshUpdate
+        }]
+    );
+    mine(&anvil.url).await;
+    let mut now = 0;
+    let settled = tick_until_settled(&mut first, &mut now).await;
+    assert!(
+        matches!(settled, SinkEvent::TxConfirmed { .. }),
+        "{settled:?}"
+    );
+    // A newer update from the second keeper goes through; the first then skips it.
+    let newer = batch(2, &[(BTC, 101, 1_001)]);
+    assert!(matches!(
+        &second.on_batch(&newer, now).await[..],
+        [SinkEvent::TxSubmitted { .. }]
+    ));
+    assert_eq!(
+        first.on_batch(&newer, now).await,
+        [SinkEvent::TxSkipped {
+            batches: vec![2],
+            reason: SkipReason::NoFreshUpdate
+        }]
+    );
+    mine(&anvil.url).await;
+    let settled = tick_until_settled(&mut second, &mut now).await;
+    assert!(
+        matches!(settled, SinkEvent::TxConfirmed { .. }),
+        "{settled:?}"
+    );
+    assert_eq!(balance(&anvil.url, contract).await, U256::from(2 * FEE));
+    assert_eq!(
+        nonce(&anvil.url, KEY_1).await + nonce(&anvil.url, KEY_2).await,
+        2
+    );
+}
+
+/// Ticks until the transaction in flight is confirmed or failed.
+async fn tick_until_settled(sink: &mut ChainSink, now: &mut u64) -> SinkEvent {
+    for _ in 0..100 {
+        *now += 50;
+        if let Some(e) = sink.on_tick(*now).await.into_iter().find(|e| {
+            matches!(
+                e,
+                SinkEvent::TxConfirmed { .. } | SinkEvent::TxFailed { .. }
+            )
+        }) {
+            return e;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("never settled");
 }

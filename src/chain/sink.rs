@@ -229,7 +229,14 @@ impl ChainSink {
 
     /// Opens the sled database at `path` and the sink's tree in it.
     pub fn open_store(path: &Path) -> Result<sled::Tree, ChainError> {
-        let db = sled::open(path).map_err(|e| ChainError::Other(format!("keeper store: {e}")))?;
+        // No background flusher: every change is flushed as it is made, and the lock is
+        // released as soon as the sink is dropped.
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(1 << 20)
+            .flush_every_ms(None)
+            .open()
+            .map_err(|e| ChainError::Other(format!("keeper store: {e}")))?;
         db.open_tree("keeper")
             .map_err(|e| ChainError::Other(format!("keeper store: {e}")))
     }

@@ -20,6 +20,9 @@ pub const KEY_0: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784
 /// anvil's second funded account.
 pub const KEY_1: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 
+/// anvil's third funded account.
+pub const KEY_2: &str = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a";
+
 /// A running anvil, killed on drop.
 pub struct Anvil {
     child: Child,
