@@ -33,12 +33,18 @@ use crate::sinks::journal::{JournalWriter, WriteProbe};
 use crate::sinks::store::{StoreSink, StoreSinkReport};
 use crate::sources::hermes::ReceiptHook;
 use crate::sources::{
-    ActivatorSlot, LiveClock, Recorder, SourceRegistry, TrackedTokens, birdeye, dexscreener,
+    ActivatorSlot, LiveClock, Recorder, SourceRegistry, TrackedTokens, birdeye, chain, dexscreener,
     hermes, now_ms,
 };
 
-/// The sources this build can run live.
-pub const LIVE_SOURCES: [Source; 3] = [Source::Dexscreener, Source::Birdeye, Source::Hermes];
+/// The sources this build can run live (the chain observer only with `chain.rpc_urls` and
+/// `chain.contract_address` set).
+pub const LIVE_SOURCES: [Source; 4] = [
+    Source::Dexscreener,
+    Source::Birdeye,
+    Source::Hermes,
+    Source::Chain,
+];
 
 /// How long stopping sources may take before they are abandoned.
 const SOURCE_STOP_GRACE: Duration = Duration::from_secs(10);
@@ -167,6 +173,12 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
             if !live {
                 warn!(source = %s, "this build has no live {s} source; the run goes without it");
             }
+            let chain_set =
+                !config.chain.rpc_urls.is_empty() && !config.chain.contract_address.is_empty();
+            if live && *s == Source::Chain && !chain_set {
+                warn!("no chain.rpc_urls or chain.contract_address: the run goes without the chain observer");
+                return false;
+            }
             live
         })
         .collect();
@@ -219,7 +231,9 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
         let spec = match source {
             Source::Dexscreener => dexscreener::provider(&config.dexscreener),
             Source::Birdeye => birdeye::provider(&config.birdeye),
-            _ => hermes::provider(&config.hermes),
+            Source::Hermes => hermes::provider(&config.hermes),
+            // Not an HTTP API of the shared layer: the chain has its own RPC client.
+            Source::Mesh | Source::Chain => continue,
         };
         apis.push(
             Api::new(spec, &config.http, store.clone()).map_err(|e| setup(source.name(), &e))?,
@@ -311,11 +325,12 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
         let server_stop = CancellationToken::new();
         let started_ms = now_ms();
         let mut tasks = Vec::new();
-        for (emitter, api) in emitters.into_iter().zip(apis.iter().cloned()) {
+        for emitter in emitters {
             let stop = sources_stop.clone();
             let source = emitter.source();
-            match source {
-                Source::Dexscreener => {
+            let api = apis.iter().find(|a| a.provider() == source.name()).cloned();
+            match (source, api) {
+                (Source::Dexscreener, Some(api)) => {
                     health.register(source, config.dexscreener.stale_after_secs, started_ms);
                     let task = dexscreener::DexscreenerSource::new(
                         config.dexscreener.clone(),
@@ -326,7 +341,7 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
                     );
                     tasks.push(tokio::spawn(task.run(stop)));
                 }
-                Source::Birdeye => {
+                (Source::Birdeye, Some(api)) => {
                     health.register(source, config.birdeye.stale_after_secs, started_ms);
                     let task = birdeye::BirdeyeSource::new(
                         config.birdeye.clone(),
@@ -337,7 +352,7 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
                     );
                     tasks.push(tokio::spawn(task.run(stop)));
                 }
-                Source::Hermes => {
+                (Source::Hermes, Some(api)) => {
                     health.register(source, config.hermes.stale_after_secs, started_ms);
                     let mut task = hermes::HermesSource::new(
                         config.hermes.clone(),
@@ -351,7 +366,32 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
                     }
                     tasks.push(tokio::spawn(task.run(stop)));
                 }
-                Source::Mesh | Source::Chain => {}
+                (Source::Chain, _) => {
+                    let poll = Duration::from_millis(config.chain.poll_interval_ms);
+                    // Stale after three missed rounds (at least a minute).
+                    let stale_after = (config.chain.poll_interval_ms * 3 / 1000).max(60);
+                    health.register(source, stale_after, started_ms);
+                    let contract = crate::config::parse_address(&config.chain.contract_address)
+                        .unwrap_or_default();
+                    match crate::chain::ChainClient::connect(&config.chain.rpc_urls).await {
+                        Ok(client) => {
+                            let task = chain::ChainSource::new(
+                                client,
+                                contract,
+                                hermes_ids.clone(),
+                                poll,
+                                emitter,
+                                health.clone(),
+                            );
+                            tasks.push(tokio::spawn(task.run(stop)));
+                        }
+                        Err(e) => {
+                            error!(error = %e, "chain observer: no RPC endpoint; the run goes without it");
+                            health.failure(source, started_ms, "no RPC endpoint");
+                        }
+                    }
+                }
+                _ => {}
             }
         }
         let heartbeat = tokio::spawn(Arc::clone(&clock).heartbeat(sources_stop.clone()));

@@ -586,3 +586,61 @@ async fn tick_until_settled(sink: &mut ChainSink, now: &mut u64) -> SinkEvent {
     }
     panic!("never settled");
 }
+
+#[tokio::test]
+async fn the_observer_source_emits_chain_read_envelopes_the_parser_reads() {
+    use sluice::model::parse::{ParseContext, parse_envelope};
+    use sluice::model::{AssetMap, ChainTarget, Ingest, Record, Source};
+    use sluice::sources::chain::ChainSource;
+    use sluice::sources::{LiveClock, SourceRegistry};
+
+    let anvil = Anvil::start(&[]);
+    let contract = deploy_mock_pyth(&anvil.url, 60, FEE).await;
+    let config = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
+    let mut sink = ChainSink::open(&config, None, false).await.unwrap();
+    sink.on_batch(&batch(1, &[(BTC, 100, 1_000)]), 0).await;
+    let mut now = 0;
+    tick_until(&mut sink, &mut now, is_confirmed).await;
+
+    let clock = LiveClock::new(10, std::time::Duration::from_millis(250), None);
+    let (emitter, rx, _) = clock.attach(Source::Chain);
+    let client = ChainClient::connect(&config.rpc_urls).await.unwrap();
+    let source = ChainSource::new(
+        client,
+        contract.0.0,
+        vec![BTC, ETH],
+        std::time::Duration::from_millis(100),
+        emitter,
+        SourceRegistry::default(),
+    );
+    assert!(source.poll_once().await.is_some());
+    let env = rx
+        .try_iter()
+        .find_map(|i| match i {
+            Ingest::Envelope(e) => Some(e),
+            Ingest::Watermark(_) => None,
+        })
+        .expect("an envelope");
+    let assets = AssetMap::default();
+    let ctx = ParseContext {
+        assets: &assets,
+        max_future_skew_ms: 5_000,
+    };
+    let mut out = Vec::new();
+    parse_envelope(&env, &ctx, &mut out);
+    let targets: Vec<&ChainTarget> = out
+        .iter()
+        .filter_map(|r| match r {
+            Record::Target(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(targets.len(), 2, "{out:?}");
+    assert_eq!(
+        targets[0].price.map(|p| (p.price, p.publish_time)),
+        Some((100, 1_000))
+    );
+    assert_eq!(targets[1].price, None);
+    // The sink takes chain reads as targets: nothing older is pushed again.
+    sink.on_target(targets[0]);
+}
