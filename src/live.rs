@@ -248,9 +248,28 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
 
     // The dataflow.
     let stats = Arc::new(RunStats::default());
+    let (chain_tap, chain_inputs) = if wiring.pipeline.writes(SinkKind::Chain) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
+    let keeper_hermes = match apis.iter().find(|a| a.provider() == "hermes") {
+        Some(api) => Some(api.clone()),
+        None if chain_inputs.is_some() => Some(
+            Api::new(
+                hermes::provider(&config.hermes),
+                &config.http,
+                store.clone(),
+            )
+            .map_err(|e| setup("hermes (keeper update data)", &e))?,
+        ),
+        None => None,
+    };
     let sinks = Arc::new(Mutex::new(Some(WorkerSinks {
         journal: Some(journal),
         store: store_sender,
+        chain: chain_tap,
     })));
     let started = Instant::now();
     let cluster = Cluster {
@@ -394,6 +413,14 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
                 _ => {}
             }
         }
+        let keeper = chain_inputs.map(|inputs| {
+            tokio::spawn(crate::chain::task::run_keeper(
+                config.chain.clone(),
+                keeper_hermes.clone(),
+                inputs,
+                options.out_dir.clone(),
+            ))
+        });
         let heartbeat = tokio::spawn(Arc::clone(&clock).heartbeat(sources_stop.clone()));
         if let Some(recorder) = recorder.clone() {
             let stop = sources_stop.clone();
@@ -445,6 +472,12 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
         let _ = heartbeat.await;
         clock.close();
         let joined = tokio::task::spawn_blocking(move || guards.join()).await;
+        // The workers are gone, and with them the keeper's inputs: it settles and stops.
+        if let Some(keeper) = keeper
+            && tokio::time::timeout(SOURCE_STOP_GRACE, keeper).await.is_err()
+        {
+            warn!("the keeper did not stop in time; abandoning it");
+        }
         server_stop.cancel();
         let server = server?;
         if let Some(server) = server {

@@ -644,3 +644,165 @@ async fn the_observer_source_emits_chain_read_envelopes_the_parser_reads() {
     // The sink takes chain reads as targets: nothing older is pushed again.
     sink.on_target(targets[0]);
 }
+
+/// `sluice run` in send mode against the venue (Hermes, `update_data = "stream"`) and anvil
+/// (observer and sink): every feed ends up holding the price and publish time of its last
+/// confirmed push, the fee was paid for exactly the confirmed transactions, and no publish
+/// time was sent twice.
+#[test]
+fn a_live_run_pushes_its_batches_to_the_chain() {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use sluice::config::Pipeline;
+    use sluice::dataflow::graph::Wiring;
+    use sluice::dataflow::run::RecordingInput;
+    use sluice::live::LiveOptions;
+    use sluice::record::Codec;
+    use sluice::venue::{Venue, VenueOptions};
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let anvil = Anvil::start(&[]);
+    let contract = rt.block_on(deploy_mock_pyth(&anvil.url, 60, FEE));
+    let dir = tempfile::tempdir().unwrap();
+    let recording = dir.path().join("synth.rec");
+    let opts = sluice::synth::SynthOptions {
+        minutes: 1,
+        feeds: 3,
+        tokens: 5,
+        faults: false,
+        // Behind the wall clock, so that at 4x speed the publish times stay in the past
+        // (future ones are refused) and younger than the 60 s staleness limit.
+        start_ms: sluice::sources::now_ms() - 50_000,
+        ..sluice::synth::SynthOptions::default()
+    };
+    sluice::synth::write_recording(&recording, Codec::Zstd, &opts).unwrap();
+    let venue = rt
+        .block_on(Venue::start(
+            RecordingInput::File(recording),
+            "127.0.0.1:0".parse().unwrap(),
+            VenueOptions {
+                speed: 4.0,
+                ..VenueOptions::default()
+            },
+        ))
+        .unwrap();
+
+    let mut config = Config::load(None, &[]).unwrap();
+    config.hermes.base_url = venue.hermes_url();
+    config.chain = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
+    config.chain.poll_interval_ms = 300;
+    // A heartbeat every 5 s of publish time: a push batch about every 1.25 s of wall time.
+    config.debounce.force_update_interval_ms = 5_000;
+    let pipeline = Pipeline::parse(
+        r#"name = "keeper"
+sources = ["hermes", "chain"]
+computations = ["debounce"]
+sinks = ["journal", "chain"]"#,
+        "test",
+    )
+    .unwrap();
+    let wiring = Wiring::new(&config, pipeline).unwrap();
+    let out = dir.path().join("out");
+    let mut options = LiveOptions::new(out.clone());
+    options.serve = false;
+    options.signals = false;
+    let stop = options.stop.clone();
+    let run = std::thread::spawn(move || sluice::live::run(&config, wiring, options).map(|_| ()));
+    std::thread::sleep(std::time::Duration::from_secs(12));
+    stop.cancel();
+    run.join().unwrap().unwrap();
+
+    let lines = |name: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(out.join(name))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let journal = lines("journal.jsonl");
+    let keeper = lines("keeper.jsonl");
+    let kind = |v: &serde_json::Value| v["kind"].as_str().unwrap_or("").to_owned();
+    let batches: Vec<&serde_json::Value> =
+        journal.iter().filter(|v| kind(v) == "push_batch").collect();
+    assert!(
+        batches.len() >= 2,
+        "push batches: {batches:#?}\nkeeper: {keeper:#?}\njournal: {}",
+        journal.len()
+    );
+    assert!(keeper.iter().all(|v| kind(v) != "tx_failed"), "{keeper:#?}");
+    // Never the same (feed, publish time) twice.
+    let mut sent = BTreeSet::new();
+    let mut fee_of = BTreeMap::new();
+    for v in keeper.iter().filter(|v| kind(v) == "tx_submitted") {
+        fee_of.insert(
+            v["hash"].as_str().unwrap().to_owned(),
+            v["fee"].as_str().unwrap().parse::<u64>().unwrap(),
+        );
+        for (id, t) in v["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(v["publish_times"].as_array().unwrap())
+        {
+            assert!(
+                sent.insert((id.to_string(), t.as_i64().unwrap())),
+                "{id} {t} sent twice"
+            );
+        }
+    }
+    let confirmed: Vec<&serde_json::Value> = keeper
+        .iter()
+        .filter(|v| kind(v) == "tx_confirmed")
+        .collect();
+    eprintln!(
+        "{} push batches, {} transactions confirmed",
+        batches.len(),
+        confirmed.len()
+    );
+    assert!(confirmed.len() >= 2, "{keeper:#?}");
+    // The fee: exactly the confirmed transactions' (a replacement carries its original's).
+    let paid: u64 = confirmed
+        .iter()
+        .map(|v| {
+            let batches = &v["batches"];
+            keeper
+                .iter()
+                .find(|s| kind(s) == "tx_submitted" && &s["batches"] == batches)
+                .map(|s| fee_of[s["hash"].as_str().unwrap()])
+                .unwrap()
+        })
+        .sum();
+    let on_chain_fees = rt.block_on(balance(&anvil.url, contract));
+    assert_eq!(on_chain_fees, U256::from(paid));
+    // Every feed holds its last confirmed push.
+    let mut last: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for v in &confirmed {
+        for b in v["batches"].as_array().unwrap() {
+            let batch = batches.iter().find(|p| &p["batch"] == b).unwrap();
+            for f in batch["feeds"].as_array().unwrap() {
+                let id = f["id"].as_str().unwrap().to_owned();
+                let pt = f["publish_time"].as_i64().unwrap();
+                let price = f["price"]
+                    .as_str()
+                    .map(|s| s.parse().unwrap())
+                    .or(f["price"].as_i64())
+                    .unwrap();
+                if last.get(&id).is_none_or(|(t, _)| pt > *t) {
+                    last.insert(id, (pt, price));
+                }
+            }
+        }
+    }
+    for (id, (pt, price)) in &last {
+        let id: FeedId = id.parse().unwrap();
+        let p = rt
+            .block_on(price_on_chain(&anvil.url, contract, id))
+            .unwrap();
+        assert_eq!(
+            (p.price, p.publishTime),
+            (*price, U256::from(*pt as u64)),
+            "{id}"
+        );
+    }
+    rt.block_on(venue.shutdown());
+}

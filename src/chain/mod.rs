@@ -5,6 +5,7 @@
 //! sends transactions is [`sink`].
 
 pub mod sink;
+pub mod task;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -8,6 +8,7 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Concat, Probe};
 use timely::dataflow::{ProbeHandle, StreamVec};
 
+use super::chain::{ChainTap, chain_tap};
 use super::debounce::{DebounceTiming, FeedTarget, debounce};
 use super::fusion::{FusionOut, Interest, fusion};
 use super::journal::journal_sink;
@@ -94,6 +95,8 @@ pub struct WorkerSinks {
     pub journal: Option<JournalWriter>,
     /// The store thread.
     pub store: Option<StoreSender>,
+    /// The keeper task (the `chain` sink).
+    pub chain: Option<ChainTap>,
 }
 
 /// Builds everything downstream of the ingest operators.
@@ -212,6 +215,8 @@ pub fn build<'scope>(
     }
 
     // Debounce: Hermes prices of pushed feeds and chain reads into push batches.
+    let chain_targets = parsed.targets.clone();
+    let mut push_batches: StreamVec<'scope, u64, crate::ops::debounce::PushBatch> = empty(scope);
     if runs(Computation::Debounce) {
         let ticks = parsed.feed_ticks;
         let rules = Arc::clone(&wiring.feed_rules);
@@ -228,7 +233,11 @@ pub fn build<'scope>(
             Arc::clone(&wiring.feed_rules),
             wiring.debounce,
         );
+        push_batches = batches.clone();
         lines = lines.concat(batches.map(|b| JournalLine::of(&b)));
+    }
+    if wiring.pipeline.writes(SinkKind::Chain) {
+        chain_tap(chain_targets, push_batches, sinks.chain);
     }
 
     if wiring.pipeline.writes(SinkKind::Store) {

@@ -268,6 +268,8 @@ pub fn replay(
                 WorkerSinks {
                     journal: lock(&sinks.journal).take(),
                     store: lock(&sinks.store).take(),
+                    // Replay never hands anything to the keeper: history is not pushed.
+                    chain: None,
                 }
             } else {
                 WorkerSinks::default()

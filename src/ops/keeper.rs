@@ -23,8 +23,27 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Decimal, FeedId};
+use crate::model::{ChainTarget, Decimal, FeedId};
 use crate::ops::debounce::{PushBatch, PushFeed};
+
+/// What the keeper takes from the dataflow: chain reads and push batches.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeeperInput {
+    /// What the contract stores for a feed.
+    Target(ChainTarget),
+    /// A push batch from the debounce.
+    Batch(PushBatch),
+}
+
+impl KeeperInput {
+    /// Canonical order within one time: reads by feed, then batches by number.
+    pub fn order_key(&self) -> (u8, FeedId, u64) {
+        match self {
+            KeeperInput::Target(t) => (0, t.feed, t.block.unwrap_or(0)),
+            KeeperInput::Batch(b) => (1, FeedId([0; 32]), b.batch),
+        }
+    }
+}
 
 /// Fees of one transaction in wei per gas. Legacy transactions use `max_fee_per_gas` as the
 /// gas price, and the tip equals it.
