@@ -701,13 +701,17 @@ sinks = ["journal", "chain"]"#,
         "test",
     )
     .unwrap();
-    let wiring = Wiring::new(&config, pipeline).unwrap();
+    let wiring = Wiring::new(&config, pipeline.clone()).unwrap();
     let out = dir.path().join("out");
+    let recorded = dir.path().join("live.rec");
     let mut options = LiveOptions::new(out.clone());
+    options.record = Some(recorded.clone());
     options.serve = false;
     options.signals = false;
     let stop = options.stop.clone();
-    let run = std::thread::spawn(move || sluice::live::run(&config, wiring, options).map(|_| ()));
+    let live_config = config.clone();
+    let run =
+        std::thread::spawn(move || sluice::live::run(&live_config, wiring, options).map(|_| ()));
     std::thread::sleep(std::time::Duration::from_secs(12));
     stop.cancel();
     run.join().unwrap().unwrap();
