@@ -810,3 +810,139 @@ sinks = ["journal", "chain"]"#,
     }
     rt.block_on(venue.shutdown());
 }
+
+/// The saving the debounce buys, and the sink's latency: a synthetic recording replayed
+/// through the debounce, its push batches sent to anvil one by one, against a naive keeper
+/// that pushes every Hermes update of the same feeds (one transaction per stream event).
+/// `SLUICE_KEEPER_BENCH_MINUTES` sets the recording's length (default 3).
+#[test]
+fn debounced_pushes_cost_less_than_pushing_every_update() {
+    use std::collections::BTreeSet;
+    use std::time::Instant;
+
+    use sluice::config::Pipeline;
+    use sluice::dataflow::graph::Wiring;
+    use sluice::dataflow::run::{Cluster, RecordingInput, ReplayOptions, replay};
+    use sluice::model::parse::{ParseContext, parse_envelope};
+    use sluice::model::{AssetMap, Endpoint, Instrument, Record};
+    use sluice::record::{Codec, Item, RecordingReader};
+
+    let minutes: u32 = std::env::var("SLUICE_KEEPER_BENCH_MINUTES")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(3);
+    let dir = tempfile::tempdir().unwrap();
+    let recording = dir.path().join("synth.rec");
+    let opts = sluice::synth::SynthOptions {
+        minutes,
+        feeds: 8,
+        tokens: 5,
+        faults: false,
+        ..sluice::synth::SynthOptions::default()
+    };
+    sluice::synth::write_recording(&recording, Codec::Zstd, &opts).unwrap();
+    let config = Config::load(None, &[]).unwrap();
+    let feeds: BTreeSet<FeedId> = config
+        .debounce
+        .feeds
+        .iter()
+        .map(|f| f.id.parse().unwrap())
+        .collect();
+
+    // Naive: every stream event carrying any of the feeds is a transaction, every update of
+    // them an update fee.
+    let (mut naive_txs, mut naive_updates) = (0u64, 0u64);
+    let mut reader = RecordingReader::open(&recording).unwrap();
+    let assets = AssetMap::default();
+    let ctx = ParseContext {
+        assets: &assets,
+        max_future_skew_ms: 5_000,
+    };
+    while let Some(item) = reader.next_item().unwrap() {
+        let Item::Envelope(env) = item else { continue };
+        if env.endpoint != Endpoint::HermesStream {
+            continue;
+        }
+        let mut out = Vec::new();
+        parse_envelope(&env, &ctx, &mut out);
+        let n = out
+            .iter()
+            .filter(|r| matches!(r, Record::Price(t) if matches!(&t.instrument, Instrument::Feed(id) if feeds.contains(id))))
+            .count() as u64;
+        if n > 0 {
+            naive_txs += 1;
+            naive_updates += n;
+        }
+    }
+
+    // Debounced: the replay's push batches.
+    let pipeline = Pipeline::parse(
+        r#"name = "bench"
+sources = ["hermes", "chain"]
+computations = ["debounce"]
+sinks = ["journal"]"#,
+        "test",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    replay(
+        &config,
+        Wiring::new(&config, pipeline).unwrap(),
+        ReplayOptions {
+            input: RecordingInput::File(recording),
+            out_dir: out.clone(),
+            cluster: Cluster::default(),
+            progress: None,
+        },
+    )
+    .unwrap();
+    let batches: Vec<PushBatch> = std::fs::read_to_string(out.join("journal.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(r#""kind":"push_batch""#))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!batches.is_empty());
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let anvil = Anvil::start(&[]);
+    let contract = rt.block_on(deploy_mock_pyth(&anvil.url, 60, FEE));
+    let config = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
+    let (latencies, confirmed, gas) = rt.block_on(async {
+        let mut sink = ChainSink::open(&config, None, false).await.unwrap();
+        let mut latencies = Vec::new();
+        let (mut confirmed, mut gas) = (0u64, 0u64);
+        let mut now = 0;
+        for batch in &batches {
+            now += 1_000;
+            let started = Instant::now();
+            let events = sink.on_batch(batch, now).await;
+            if matches!(&events[..], [SinkEvent::TxSubmitted { .. }]) {
+                latencies.push(started.elapsed());
+                let SinkEvent::TxConfirmed { gas_used, .. } =
+                    tick_until(&mut sink, &mut now, is_confirmed).await
+                else {
+                    unreachable!()
+                };
+                confirmed += 1;
+                gas += gas_used;
+            }
+        }
+        (latencies, confirmed, gas)
+    });
+    let fees = rt.block_on(balance(&anvil.url, contract));
+    let mut sorted = latencies.clone();
+    sorted.sort();
+    let pct = |p: usize| sorted[(sorted.len() * p / 100).min(sorted.len() - 1)];
+    eprintln!(
+        "keeper bench: {minutes} min, {} feeds pushed: {} push batches -> {confirmed} transactions, update fees {fees} wei, gas {gas}; \
+         naive: {naive_txs} transactions, update fees {} wei; push_batch -> accepted by anvil p50 {:?} p99 {:?}",
+        feeds.len(),
+        batches.len(),
+        naive_updates * FEE,
+        pct(50),
+        pct(99)
+    );
+    assert!(confirmed > 0 && confirmed < naive_txs);
+    assert!(fees < U256::from(naive_updates * FEE));
+}
