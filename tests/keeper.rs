@@ -946,3 +946,25 @@ sinks = ["journal"]"#,
     assert!(confirmed > 0 && confirmed < naive_txs);
     assert!(fees < U256::from(naive_updates * FEE));
 }
+
+#[tokio::test]
+async fn an_api_key_in_an_rpc_url_never_shows_in_errors() {
+    // Nothing listens there; the path stands for a provider's key.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!(
+            "http://127.0.0.1:{}/v2/SECRETAPIKEY",
+            l.local_addr().unwrap().port()
+        )
+    };
+    let client = ChainClient::connect(std::slice::from_ref(&dead))
+        .await
+        .unwrap();
+    let err = Observer::new(&client, [0; 20], vec![BTC])
+        .read_round()
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.starts_with("no RPC endpoint reachable"), "{text}");
+    assert!(!text.contains("SECRETAPIKEY"), "{text}");
+}

@@ -132,8 +132,21 @@ pub fn shown_url(url: &str) -> String {
 
 /// One endpoint.
 struct Endpoint {
+    url: String,
     shown: String,
     provider: DynProvider,
+}
+
+impl Endpoint {
+    /// `text` with the full URL (which may carry an API key) replaced by its shown form.
+    fn redact(&self, text: &str) -> String {
+        let mut out = text.replace(&self.url, &self.shown);
+        let bare = self.url.trim_end_matches('/');
+        if bare != self.shown && !bare.is_empty() {
+            out = out.replace(bare, &self.shown);
+        }
+        out
+    }
 }
 
 /// RPC endpoints in failover order. A call goes to the endpoint that last worked; when it
@@ -159,8 +172,9 @@ impl ChainClient {
                 {
                     Ok(p) => p.erased(),
                     Err(e) => {
-                        tracing::warn!(endpoint = %shown, error = %e, "RPC endpoint left out");
-                        last = format!("{shown}: {e}");
+                        let reason = e.to_string().replace(url.as_str(), &shown);
+                        tracing::warn!(endpoint = %shown, error = %reason, "RPC endpoint left out");
+                        last = format!("{shown}: {reason}");
                         continue;
                     }
                 }
@@ -172,7 +186,11 @@ impl ChainClient {
                     .connect_http(parsed)
                     .erased()
             };
-            endpoints.push(Endpoint { shown, provider });
+            endpoints.push(Endpoint {
+                url: url.clone(),
+                shown,
+                provider,
+            });
         }
         if endpoints.is_empty() {
             return Err(ChainError::Unreachable {
@@ -208,8 +226,9 @@ impl ChainClient {
                     return Ok(value);
                 }
                 Err(e) if is_unreachable(&e) => {
-                    tracing::warn!(endpoint = %endpoint.shown, error = %e, "RPC endpoint unreachable");
-                    last = format!("{}: {e}", endpoint.shown);
+                    let reason = endpoint.redact(&e.to_string());
+                    tracing::warn!(endpoint = %endpoint.shown, error = %reason, "RPC endpoint unreachable");
+                    last = format!("{}: {reason}", endpoint.shown);
                 }
                 Err(e) => {
                     if i != start {
