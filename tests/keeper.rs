@@ -968,3 +968,70 @@ async fn an_api_key_in_an_rpc_url_never_shows_in_errors() {
     assert!(text.starts_with("no RPC endpoint reachable"), "{text}");
     assert!(!text.contains("SECRETAPIKEY"), "{text}");
 }
+
+#[tokio::test]
+async fn over_websocket_a_price_feed_update_log_triggers_a_read_at_once() {
+    use sluice::model::{Ingest, Source};
+    use sluice::sources::chain::ChainSource;
+    use sluice::sources::{LiveClock, SourceRegistry};
+
+    let anvil = Anvil::start(&[]);
+    let contract = deploy_mock_pyth(&anvil.url, 60, FEE).await;
+    let ws = format!("ws://127.0.0.1:{}", anvil.port);
+    let clock = LiveClock::new(10, std::time::Duration::from_millis(250), None);
+    let (emitter, rx, _) = clock.attach(Source::Chain);
+    let client = ChainClient::connect(&[ws]).await.unwrap();
+    // Polling alone would read once now, then not for a minute.
+    let source = ChainSource::new(
+        client,
+        contract.0.0,
+        vec![BTC],
+        std::time::Duration::from_secs(60),
+        emitter,
+        SourceRegistry::default(),
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(source.run(stop.clone()));
+    let envelopes = |n: usize| {
+        let rx = &rx;
+        async move {
+            let mut got = Vec::new();
+            for _ in 0..100 {
+                got.extend(rx.try_iter().filter_map(|i| match i {
+                    Ingest::Envelope(e) => Some(e),
+                    Ingest::Watermark(_) => None,
+                }));
+                if got.len() >= n {
+                    return got;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            panic!("{} envelopes, wanted {n}", got.len());
+        }
+    };
+    let first = envelopes(1).await;
+    assert!(
+        std::str::from_utf8(&first[0].raw)
+            .unwrap()
+            .contains("PriceFeedNotFound")
+    );
+    // Give the subscription a moment, then update the contract.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    IPyth::new(contract, wallet_provider(&anvil.url, KEY_1))
+        .updatePriceFeeds(vec![Bytes::from(update(BTC, 42, 1_000).encode())])
+        .value(U256::from(FEE))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let second = envelopes(1).await;
+    assert!(
+        std::str::from_utf8(&second[0].raw)
+            .unwrap()
+            .contains(r#""price":"42""#)
+    );
+    stop.cancel();
+    task.await.unwrap();
+}

@@ -241,6 +241,37 @@ impl ChainClient {
         Err(ChainError::Unreachable { tried: n, last })
     }
 
+    /// A subscription to the `PriceFeedUpdate` logs of `contract`, from the first WebSocket
+    /// endpoint that grants one (`None` without one: HTTP endpoints are only polled).
+    pub async fn price_updates(
+        &self,
+        contract: [u8; 20],
+    ) -> Option<futures::stream::BoxStream<'static, alloy::rpc::types::Log>> {
+        use alloy::sol_types::SolEvent;
+        use futures::StreamExt;
+        let filter = alloy::rpc::types::Filter::new()
+            .address(Address::from(contract))
+            .event_signature(IPyth::PriceFeedUpdate::SIGNATURE_HASH);
+        for endpoint in &self.endpoints {
+            if !endpoint.url.starts_with("ws") {
+                continue;
+            }
+            match endpoint.provider.subscribe_logs(&filter).await {
+                Ok(sub) => return Some(sub.into_stream().boxed()),
+                Err(e) => {
+                    let reason = endpoint.redact(&e.to_string());
+                    tracing::debug!(endpoint = %endpoint.shown, error = %reason, "no log subscription");
+                }
+            }
+        }
+        None
+    }
+
+    /// True when some endpoint is a WebSocket (logs can be subscribed to).
+    pub fn has_websocket(&self) -> bool {
+        self.endpoints.iter().any(|e| e.url.starts_with("ws"))
+    }
+
     /// The endpoint calls go to now, as shown.
     pub fn current_endpoint(&self) -> &str {
         let i = self.current.load(Ordering::Relaxed) % self.endpoints.len();

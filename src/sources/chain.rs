@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -62,11 +63,50 @@ impl ChainSource {
         }
     }
 
-    /// Polls until `stop`.
+    /// Polls until `stop`; with a WebSocket endpoint, also reads a round as soon as the
+    /// contract logs a `PriceFeedUpdate` (the subscription is renewed if it ends).
     pub async fn run(self, stop: CancellationToken) {
-        every(self.interval, stop, || async {
-            self.poll_once().await;
-        })
-        .await;
+        if !self.client.has_websocket() {
+            every(self.interval, stop, || async {
+                self.poll_once().await;
+            })
+            .await;
+            return;
+        }
+        enum Wake {
+            Stop,
+            Tick,
+            Log,
+            LogsEnded,
+        }
+        let mut ticks = tokio::time::interval(self.interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut logs = None;
+        loop {
+            if logs.is_none() {
+                logs = self.client.price_updates(self.contract).await;
+            }
+            let next_log = async {
+                match logs.as_mut() {
+                    Some(stream) => stream.next().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let wake = tokio::select! {
+                _ = stop.cancelled() => Wake::Stop,
+                _ = ticks.tick() => Wake::Tick,
+                log = next_log => if log.is_some() { Wake::Log } else { Wake::LogsEnded },
+            };
+            match wake {
+                Wake::Stop => return,
+                Wake::LogsEnded => logs = None,
+                Wake::Tick | Wake::Log => {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = self.poll_once() => {}
+                    }
+                }
+            }
+        }
     }
 }
