@@ -419,6 +419,7 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
                 keeper_hermes.clone(),
                 inputs,
                 options.out_dir.clone(),
+                false,
             ))
         });
         let heartbeat = tokio::spawn(Arc::clone(&clock).heartbeat(sources_stop.clone()));

@@ -809,6 +809,39 @@ sinks = ["journal", "chain"]"#,
         );
     }
     rt.block_on(venue.shutdown());
+
+    // Replaying the run, in send mode with the chain sink: the same journal, nothing sent,
+    // and every batch only planned.
+    let nonce_before = rt.block_on(nonce(&anvil.url, KEY_1));
+    let replayed = dir.path().join("replay");
+    sluice::dataflow::run::replay(
+        &config,
+        Wiring::new(&config, pipeline).unwrap(),
+        sluice::dataflow::run::ReplayOptions {
+            input: RecordingInput::File(recorded),
+            out_dir: replayed.clone(),
+            cluster: sluice::dataflow::run::Cluster::default(),
+            progress: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(replayed.join("journal.jsonl")).unwrap(),
+        std::fs::read_to_string(out.join("journal.jsonl")).unwrap()
+    );
+    assert_eq!(rt.block_on(nonce(&anvil.url, KEY_1)), nonce_before);
+    let plans: Vec<serde_json::Value> = std::fs::read_to_string(replayed.join("keeper.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(plans.len(), batches.len(), "{plans:#?}");
+    // What is already on chain stops in simulation; the rest is planned.
+    assert!(
+        plans.iter().all(|p| kind(p) == "tx_planned"
+            || (kind(p) == "tx_skipped" && p["reason"] == "no_fresh_update")),
+        "{plans:#?}"
+    );
 }
 
 /// The saving the debounce buys, and the sink's latency: a synthetic recording replayed

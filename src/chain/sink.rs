@@ -408,8 +408,12 @@ impl ChainSink {
     /// fetched fresh from `/v2/updates/price/latest` for exactly the plan's feeds.
     async fn update_data(&self, plan: &TxPlan) -> Result<Vec<Bytes>, String> {
         let blobs = match self.update_source {
-            UpdateDataSource::Stream => plan.update_data.clone(),
-            UpdateDataSource::Hermes => self.fetch_hermes(plan).await?,
+            UpdateDataSource::Hermes if self.hermes.is_some() || self.mode == ChainMode::Send => {
+                self.fetch_hermes(plan).await?
+            }
+            // A plan without a Hermes client (a replay: history cannot be fetched) is sized
+            // with the data the batch carried.
+            _ => plan.update_data.clone(),
         };
         let wanted = plan.feed_times();
         let mut out = Vec::new();

@@ -20,17 +20,22 @@ const BALANCE_EVERY_TICKS: u64 = 60;
 
 /// Runs the keeper until the dataflow closes `inputs`. `hermes` is needed with
 /// `chain.update_data = "hermes"`. State lives in `<out_dir>/keeper` (sled), events in
-/// `<out_dir>/keeper.jsonl`.
+/// `<out_dir>/keeper.jsonl`. With `replay`, nothing is sent whatever `chain.mode` says: every
+/// batch is only planned (`tx_planned`), and no state is kept.
 pub async fn run_keeper(
     config: ChainConfig,
     hermes: Option<Api>,
     mut inputs: UnboundedReceiver<KeeperInput>,
     out_dir: PathBuf,
+    replay: bool,
 ) {
     let journal_path = out_dir.join("keeper.jsonl");
+    // A live run appends (restarts continue the record); a replay writes its plans afresh.
     let mut journal = match std::fs::OpenOptions::new()
         .create(true)
-        .append(true)
+        .append(!replay)
+        .write(true)
+        .truncate(replay)
         .open(&journal_path)
     {
         Ok(f) => f,
@@ -58,14 +63,18 @@ pub async fn run_keeper(
             }
         }
     };
-    let store = match ChainSink::open_store(&out_dir.join("keeper")) {
-        Ok(tree) => tree,
-        Err(e) => {
-            error!(error = %e, "keeper: no state store; the keeper does not run");
-            return;
+    let store = if replay {
+        None
+    } else {
+        match ChainSink::open_store(&out_dir.join("keeper")) {
+            Ok(tree) => Some(tree),
+            Err(e) => {
+                error!(error = %e, "keeper: no state store; the keeper does not run");
+                return;
+            }
         }
     };
-    let mut sink = match ChainSink::open(&config, Some(store), false).await {
+    let mut sink = match ChainSink::open(&config, store, replay).await {
         Ok(sink) => sink,
         Err(e) => {
             error!(error = %e, "keeper: cannot start; the keeper does not run");
@@ -78,7 +87,7 @@ pub async fn run_keeper(
             None => warn!("keeper: chain.update_data = \"hermes\" without a Hermes client"),
         }
     }
-    info!(mode = ?config.mode, "keeper running");
+    info!(mode = ?config.mode, replay, "keeper running");
     write(sink.reconcile(now_ms()).await);
     let mut ticks = tokio::time::interval(Duration::from_millis(
         config.poll_interval_ms.clamp(100, 1_000),
