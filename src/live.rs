@@ -70,6 +70,9 @@ pub struct LiveOptions {
     pub hermes_receipts: Option<ReceiptHook>,
     /// Told when each journal time reached the file (the live benchmark).
     pub journal_probe: Option<WriteProbe>,
+    /// Notified to force a push of every feed whose source is newer than its target; SIGUSR1
+    /// notifies it too when `signals` is set.
+    pub force_push: Arc<tokio::sync::Notify>,
 }
 
 impl LiveOptions {
@@ -85,6 +88,7 @@ impl LiveOptions {
             on_ready: None,
             hermes_receipts: None,
             journal_probe: None,
+            force_push: Arc::new(tokio::sync::Notify::new()),
         }
     }
 }
@@ -420,8 +424,36 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
                 inputs,
                 options.out_dir.clone(),
                 false,
+                Some(Arc::clone(&options.force_push)),
             ))
         });
+        #[cfg(unix)]
+        if options.signals {
+            let force = Arc::clone(&options.force_push);
+            let stop = sources_stop.clone();
+            tokio::spawn(async move {
+                use tokio::signal::unix::{SignalKind, signal};
+                let mut usr1 = match signal(SignalKind::user_defined1()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        warn!(error = %e, "cannot watch SIGUSR1");
+                        return;
+                    }
+                };
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        got = usr1.recv() => match got {
+                            Some(()) => {
+                                info!("SIGUSR1: forcing a push");
+                                force.notify_one();
+                            }
+                            None => return,
+                        },
+                    }
+                }
+            });
+        }
         let heartbeat = tokio::spawn(Arc::clone(&clock).heartbeat(sources_stop.clone()));
         if let Some(recorder) = recorder.clone() {
             let stop = sources_stop.clone();

@@ -23,7 +23,7 @@ use crate::model::{ChainTarget, Decimal, FeedId};
 use crate::net::http::{Api, Call, Priority};
 use crate::ops::debounce::PushBatch;
 use crate::ops::keeper::{
-    Action, Attempt, Fees, Keeper, KeeperRules, KeeperState, SkipReason, TxPlan,
+    Action, Attempt, FeedTime, Fees, Keeper, KeeperRules, KeeperState, SkipReason, TxPlan,
 };
 use crate::synth::abi::MockUpdate;
 
@@ -246,6 +246,11 @@ impl ChainSink {
         self.signer.as_ref().map(|s| s.address.0.0)
     }
 
+    /// The keeper's decisions so far.
+    pub fn keeper(&self) -> &Keeper {
+        &self.keeper
+    }
+
     /// The keeper's state (for checks and status).
     pub fn state(&self) -> &KeeperState {
         self.keeper.state()
@@ -406,7 +411,14 @@ impl ChainSink {
     /// The update data of a plan. `stream`: the batches' blobs, less MockPyth-encoded elements
     /// of feeds or publish times the plan does not push (each element is paid for). `hermes`:
     /// fetched fresh from `/v2/updates/price/latest` for exactly the plan's feeds.
-    async fn update_data(&self, plan: &TxPlan) -> Result<Vec<Bytes>, String> {
+    ///
+    /// Also returns, when every element is a MockPyth element matched to the plan (stream
+    /// data), the feeds they cover: a feed without data is not pushed, so it is not recorded as
+    /// pushed either.
+    async fn update_data(
+        &self,
+        plan: &TxPlan,
+    ) -> Result<(Vec<Bytes>, Option<Vec<FeedTime>>), String> {
         let blobs = match self.update_source {
             UpdateDataSource::Hermes if self.hermes.is_some() || self.mode == ChainMode::Send => {
                 self.fetch_hermes(plan).await?
@@ -417,6 +429,7 @@ impl ChainSink {
         };
         let wanted = plan.feed_times();
         let mut out = Vec::new();
+        let mut covered = Some(Vec::new());
         for blob in &blobs {
             let bytes = hex::decode(blob.trim_start_matches("0x"))
                 .map_err(|_| "update data is not hex".to_owned())?;
@@ -429,13 +442,21 @@ impl ChainSink {
                 if !in_plan {
                     continue;
                 }
+                if let Some(covered) = covered.as_mut() {
+                    covered.extend(wanted.iter().filter(|f| {
+                        f.id.0 == update.id
+                            && u64::try_from(f.publish_time).ok() == Some(update.publish_time)
+                    }));
+                }
+            } else {
+                covered = None;
             }
             out.push(Bytes::from(bytes));
         }
-        if out.is_empty() {
-            return Err("no update data for the batch's feeds".into());
+        if self.update_source == UpdateDataSource::Hermes {
+            covered = None;
         }
-        Ok(out)
+        Ok((out, covered))
     }
 
     /// `binary.data` of Hermes' latest updates for the plan's feeds.
@@ -485,8 +506,28 @@ impl ChainSink {
             batches: batches.clone(),
             reason,
         };
+        let mut plan = plan;
         let data = match self.update_data(&plan).await {
-            Ok(d) => d,
+            Ok((data, _)) if data.is_empty() => {
+                self.keeper.on_not_sent(false);
+                events.push(SinkEvent::TxSkipped {
+                    batches: plan.batches,
+                    reason: SkipReason::NoUpdateData,
+                });
+                return;
+            }
+            Ok((data, covered)) => {
+                if let Some(covered) = covered {
+                    plan.feeds.retain(|f| {
+                        covered.contains(&FeedTime {
+                            id: f.id,
+                            publish_time: f.publish_time,
+                        })
+                    });
+                    self.keeper.restrict_planning(&covered);
+                }
+                data
+            }
             Err(reason) => {
                 self.keeper.on_not_sent(false);
                 events.push(fail(reason));

@@ -4,15 +4,17 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::{error, info, warn};
 
 use super::sink::{ChainSink, SinkEvent};
 use crate::config::{ChainConfig, UpdateDataSource};
 use crate::net::http::Api;
-use crate::ops::keeper::KeeperInput;
+use crate::ops::keeper::{FORCED_BATCH, KeeperInput, LatestSources, SkipReason};
 use crate::sources::now_ms;
 
 /// Wallet balance checks happen every this many ticks.
@@ -21,13 +23,16 @@ const BALANCE_EVERY_TICKS: u64 = 60;
 /// Runs the keeper until the dataflow closes `inputs`. `hermes` is needed with
 /// `chain.update_data = "hermes"`. State lives in `<out_dir>/keeper` (sled), events in
 /// `<out_dir>/keeper.jsonl`. With `replay`, nothing is sent whatever `chain.mode` says: every
-/// batch is only planned (`tx_planned`), and no state is kept.
+/// batch is only planned (`tx_planned`), and no state is kept. Each notification of `force`
+/// (the operator's SIGUSR1) pushes at once every feed whose source price is newer than what
+/// is known on chain (batch [`FORCED_BATCH`]).
 pub async fn run_keeper(
     config: ChainConfig,
     hermes: Option<Api>,
     mut inputs: UnboundedReceiver<KeeperInput>,
     out_dir: PathBuf,
     replay: bool,
+    force: Option<Arc<Notify>>,
 ) {
     let journal_path = out_dir.join("keeper.jsonl");
     // A live run appends (restarts continue the record); a replay writes its plans afresh.
@@ -94,13 +99,31 @@ pub async fn run_keeper(
     ));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut n: u64 = 0;
+    let mut latest = LatestSources::default();
     loop {
+        let forced = async {
+            match &force {
+                Some(force) => force.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             input = inputs.recv() => match input {
                 None => break,
                 Some(KeeperInput::Target(target)) => sink.on_target(&target),
+                Some(KeeperInput::Source(source)) => latest.offer(source),
                 Some(KeeperInput::Batch(batch)) => write(sink.on_batch(&batch, now_ms()).await),
             },
+            _ = forced => {
+                info!("forced push");
+                match latest.forced_batch(sink.keeper()) {
+                    Some(batch) => write(sink.on_batch(&batch, now_ms()).await),
+                    None => write(vec![SinkEvent::TxSkipped {
+                        batches: vec![FORCED_BATCH],
+                        reason: SkipReason::AlreadyPushed,
+                    }]),
+                }
+            }
             _ = ticks.tick() => {
                 write(sink.on_tick(now_ms()).await);
                 if n.is_multiple_of(BALANCE_EVERY_TICKS) {

@@ -9,22 +9,31 @@ use timely::dataflow::operators::Concat;
 use timely::dataflow::operators::Operator;
 use timely::dataflow::operators::vec::Map;
 
+use super::debounce::FeedTick;
 use crate::model::ChainTarget;
 use crate::ops::debounce::PushBatch;
-use crate::ops::keeper::KeeperInput;
+use crate::ops::keeper::{KeeperInput, SourceQuote};
 
 /// Where the keeper's inputs go.
 pub type ChainTap = tokio::sync::mpsc::UnboundedSender<KeeperInput>;
 
-/// Sends `targets` and `batches` to `tap` once their time is complete, in a canonical order:
-/// per time, reads (by feed) before batches (by number).
+/// Sends `targets`, `sources` and `batches` to `tap` once their time is complete, in a
+/// canonical order: per time, reads (by feed), sources, then batches (by number).
 pub fn chain_tap<'scope>(
     targets: StreamVec<'scope, u64, ChainTarget>,
+    sources: StreamVec<'scope, u64, FeedTick>,
     batches: StreamVec<'scope, u64, PushBatch>,
     tap: Option<ChainTap>,
 ) {
     let inputs = targets
         .map(KeeperInput::Target)
+        .concat(sources.map(|t| {
+            KeeperInput::Source(SourceQuote {
+                feed: t.feed,
+                quote: t.quote,
+                update_data: t.update_data,
+            })
+        }))
         .concat(batches.map(KeeperInput::Batch));
     let mut staged: BTreeMap<u64, Vec<KeeperInput>> = BTreeMap::new();
     inputs.sink(

@@ -217,8 +217,10 @@ pub fn build<'scope>(
     // Debounce: Hermes prices of pushed feeds and chain reads into push batches.
     let chain_targets = parsed.targets.clone();
     let mut push_batches: StreamVec<'scope, u64, crate::ops::debounce::PushBatch> = empty(scope);
+    let mut source_ticks = empty(scope);
     if runs(Computation::Debounce) {
         let ticks = parsed.feed_ticks;
+        source_ticks = ticks.clone();
         let rules = Arc::clone(&wiring.feed_rules);
         let reads = parsed.targets.flat_map(move |target| {
             rules.get(&target.feed)?;
@@ -237,7 +239,7 @@ pub fn build<'scope>(
         lines = lines.concat(batches.map(|b| JournalLine::of(&b)));
     }
     if wiring.pipeline.writes(SinkKind::Chain) {
-        chain_tap(chain_targets, push_batches, sinks.chain);
+        chain_tap(chain_targets, source_ticks, push_batches, sinks.chain);
     }
 
     if wiring.pipeline.writes(SinkKind::Store) {

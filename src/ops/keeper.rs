@@ -21,27 +21,96 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{ChainTarget, Decimal, FeedId};
-use crate::ops::debounce::{PushBatch, PushFeed};
+use crate::ops::debounce::{BatchEntry, PushBatch, PushFeed, Quote, Reason};
 
-/// What the keeper takes from the dataflow: chain reads and push batches.
+/// What the keeper takes from the dataflow: chain reads, source prices of the pushed feeds
+/// (for a forced push) and push batches.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeeperInput {
     /// What the contract stores for a feed.
     Target(ChainTarget),
+    /// A source (Hermes) price of a pushed feed.
+    Source(SourceQuote),
     /// A push batch from the debounce.
     Batch(PushBatch),
 }
 
 impl KeeperInput {
-    /// Canonical order within one time: reads by feed, then batches by number.
-    pub fn order_key(&self) -> (u8, FeedId, u64) {
+    /// Canonical order within one time: reads by feed, sources by feed and publish time, then
+    /// batches by number.
+    pub fn order_key(&self) -> (u8, FeedId, i64) {
         match self {
-            KeeperInput::Target(t) => (0, t.feed, t.block.unwrap_or(0)),
-            KeeperInput::Batch(b) => (1, FeedId([0; 32]), b.batch),
+            KeeperInput::Target(t) => (0, t.feed, t.block.map_or(0, |b| b as i64)),
+            KeeperInput::Source(s) => (1, s.feed, s.quote.publish_time),
+            KeeperInput::Batch(b) => (2, FeedId([0; 32]), b.batch as i64),
         }
+    }
+}
+
+/// A source price of a feed the keeper pushes, with the update data proving it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceQuote {
+    /// The feed.
+    pub feed: FeedId,
+    /// Its price.
+    pub quote: Quote,
+    /// Hex of the update data carrying it.
+    pub update_data: Option<Bytes>,
+}
+
+/// The batch number of forced pushes (the debounce numbers its batches from 1).
+pub const FORCED_BATCH: u64 = 0;
+
+/// The newest source price per feed, for a forced push.
+#[derive(Clone, Debug, Default)]
+pub struct LatestSources(BTreeMap<FeedId, SourceQuote>);
+
+impl LatestSources {
+    /// Keeps `source` if it is the newest of its feed; a price with update data is preferred
+    /// to a newer one without (which could not be pushed from the stream's data).
+    pub fn offer(&mut self, source: SourceQuote) {
+        let replace = match self.0.get(&source.feed) {
+            None => true,
+            Some(have) => {
+                let newer = source.quote.publish_time > have.quote.publish_time;
+                match (have.update_data.is_some(), source.update_data.is_some()) {
+                    (true, false) => false,
+                    (false, true) => true,
+                    _ => newer,
+                }
+            }
+        };
+        if replace {
+            self.0.insert(source.feed, source);
+        }
+    }
+
+    /// The forced batch: every feed whose source is newer than anything `keeper` knows for it
+    /// (`None` when there is none).
+    pub fn forced_batch(&self, keeper: &Keeper) -> Option<PushBatch> {
+        let entries: Vec<BatchEntry> = self
+            .0
+            .values()
+            .filter(|s| {
+                keeper
+                    .known(&s.feed)
+                    .is_none_or(|k| s.quote.publish_time > k)
+            })
+            .map(|s| BatchEntry {
+                id: s.feed,
+                price: s.quote.price,
+                conf: s.quote.conf,
+                expo: s.quote.expo,
+                publish_time: s.quote.publish_time,
+                reason: Reason::Forced,
+                update_data: s.update_data.clone(),
+            })
+            .collect();
+        (!entries.is_empty()).then(|| PushBatch::new(FORCED_BATCH, entries))
     }
 }
 
@@ -205,6 +274,8 @@ pub enum SkipReason {
     AlreadyPushed,
     /// The contract said so in simulation (`NoFreshUpdate`).
     NoFreshUpdate,
+    /// No update data carries any of the feeds left to push.
+    NoUpdateData,
 }
 
 /// What the caller should do.
@@ -422,6 +493,19 @@ impl Keeper {
         }
     }
 
+    /// Narrows the plan handed out by `Submit` to the feeds in `keep` (those its update data
+    /// covers): the others are not pushed, so they must not count as pushed.
+    pub fn restrict_planning(&mut self, keep: &[FeedTime]) {
+        if let Some(plan) = &mut self.planning {
+            plan.feeds.retain(|f| {
+                keep.contains(&FeedTime {
+                    id: f.id,
+                    publish_time: f.publish_time,
+                })
+            });
+        }
+    }
+
     /// The plan handed out by `Submit` was not sent. With `retry`, it goes back to the queue
     /// (a transient failure); otherwise it is dropped (the caller journals why).
     pub fn on_not_sent(&mut self, retry: bool) {
@@ -512,7 +596,6 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::ops::debounce::Reason;
 
     const GWEI: u128 = 1_000_000_000;
 
@@ -731,6 +814,49 @@ mod tests {
         let json = serde_json::to_string(k.state()).unwrap();
         let back: KeeperState = serde_json::from_str(&json).unwrap();
         assert_eq!(&back, k.state());
+    }
+
+    #[test]
+    fn a_forced_push_takes_every_feed_whose_source_is_newer() {
+        let mut k = Keeper::new(rules(), KeeperState::default());
+        k.on_target(id(1), Some(10));
+        k.on_target(id(2), Some(10));
+        let mut latest = LatestSources::default();
+        let quote = |f: u8, t: i64| SourceQuote {
+            feed: id(f),
+            quote: Quote {
+                price: 5,
+                conf: 1,
+                expo: -2,
+                publish_time: t,
+            },
+            update_data: Some(Bytes::from(format!("{f:02x}{t}"))),
+        };
+        latest.offer(quote(1, 11));
+        latest.offer(quote(1, 9)); // older: ignored
+        latest.offer(SourceQuote {
+            update_data: None,
+            ..quote(1, 12)
+        }); // newer, but nothing to push it with
+        latest.offer(quote(2, 10)); // not newer than the target
+        latest.offer(quote(3, 1)); // never pushed
+        let batch = latest.forced_batch(&k).unwrap();
+        assert_eq!(batch.batch, FORCED_BATCH);
+        let times: Vec<(FeedId, i64, Reason)> = batch
+            .feeds
+            .iter()
+            .map(|f| (f.id, f.publish_time, f.reason))
+            .collect();
+        assert_eq!(
+            times,
+            [(id(1), 11, Reason::Forced), (id(3), 1, Reason::Forced)]
+        );
+        assert_eq!(batch.update_data, ["0111", "031"]);
+        // Once in flight, nothing is newer.
+        let fresh = fees(GWEI, 1);
+        assert!(submitted(&k.on_batch(&batch, 0, fresh)).is_some());
+        k.on_signed(0, attempt("0xa", fresh, 0));
+        assert!(latest.forced_batch(&k).is_none());
     }
 
     #[derive(Clone, Debug)]
