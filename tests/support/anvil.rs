@@ -32,13 +32,18 @@ pub struct Anvil {
     pub port: u16,
 }
 
-fn env_path(name: &str, what: &str) -> String {
+/// The path in `name`, or else where `test.sh` installs it (`.test-deps/<default>`); a
+/// missing file fails the test with what to do.
+fn env_path(name: &str, default: &str, what: &str) -> String {
     let path = std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run the tests through ./test.sh, which installs {what} from npm and exports it")
+        format!(
+            "{}/.test-deps/node_modules/{default}",
+            env!("CARGO_MANIFEST_DIR")
+        )
     });
     assert!(
         std::path::Path::new(&path).is_file(),
-        "{name}={path} does not exist: run ./test.sh, which installs {what} from npm"
+        "{path} does not exist ({name}): run ./test.sh, which installs {what} from npm and exports {name}"
     );
     path
 }
@@ -46,7 +51,11 @@ fn env_path(name: &str, what: &str) -> String {
 impl Anvil {
     /// Starts anvil on a free loopback port (`--port 0`), with `extra` arguments.
     pub fn start(extra: &[&str]) -> Anvil {
-        let bin = env_path("SLUICE_ANVIL", "@foundry-rs/anvil");
+        let bin = env_path(
+            "SLUICE_ANVIL",
+            "@foundry-rs/anvil-linux-amd64/bin/anvil",
+            "@foundry-rs/anvil",
+        );
         let mut child = Command::new(bin)
             .args(["--host", "127.0.0.1", "--port", "0"])
             .args(extra)
@@ -97,6 +106,7 @@ impl Drop for Anvil {
 pub async fn deploy_mock_pyth(url: &str, valid_time_period: u64, fee_wei: u64) -> Address {
     let path = env_path(
         "SLUICE_MOCKPYTH_BIN",
+        "@pythnetwork/pyth-sdk-solidity/build/MockPyth_sol_MockPyth.bin",
         "@pythnetwork/pyth-sdk-solidity (MockPyth's creation bytecode)",
     );
     let text = std::fs::read_to_string(path).expect("MockPyth .bin reads");
