@@ -34,8 +34,9 @@ pub enum UpdateDataSource {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChainConfig {
-    /// RPC endpoints (HTTP or WebSocket), in failover order.
-    #[serde(default)]
+    /// RPC endpoints (HTTP or WebSocket), in failover order. A single string (`RPC_URL`) may
+    /// list several, separated by commas.
+    #[serde(default, deserialize_with = "one_or_many")]
     pub rpc_urls: Vec<String>,
     /// The IPyth contract (`0x` + 40 hex).
     #[serde(default)]
@@ -169,6 +170,25 @@ impl ChainConfig {
     }
 }
 
+/// A list of strings, or one string of comma-separated items.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        OneOrMany::Many(list) => list,
+    })
+}
+
 /// `0x` + 40 hex digits as 20 bytes.
 pub fn parse_address(text: &str) -> Option<[u8; 20]> {
     let hex_part = text.strip_prefix("0x")?;
@@ -229,6 +249,16 @@ mod tests {
         assert_eq!(c.signing_key().unwrap().expose(), "0xfromfile");
         c.private_key_file = Some(dir.path().join("missing"));
         assert!(c.signing_key().is_err());
+    }
+
+    #[test]
+    fn rpc_urls_may_be_one_comma_separated_string() {
+        let overrides = [(
+            "chain.rpc_urls",
+            figment::value::Value::from("http://a:1, ws://b:2"),
+        )];
+        let c = Config::load(None, &overrides).unwrap().chain;
+        assert_eq!(c.rpc_urls, ["http://a:1", "ws://b:2"]);
     }
 
     #[test]

@@ -45,6 +45,7 @@ pub const SEED_ENV: &[(&str, &str)] = &[
     ("BIRDEYE_API_KEY", "birdeye.api_key"),
     ("HERMES_API_KEY", "hermes.api_key"),
     ("PRIVATE_KEY", "chain.private_key"),
+    ("RPC_URL", "chain.rpc_urls"),
     (
         "MIN_PRICE_CHANGE_PERCENT",
         "debounce.min_price_change_percent",
