@@ -161,6 +161,8 @@ pub struct ChainSink {
     hermes: Option<Api>,
     /// Since when (ms) the chain's nonce has passed the one in flight with no receipt found.
     nonce_passed_since: Option<u64>,
+    /// Waiting for the gas price to fall below the cap.
+    over_gas_cap: bool,
 }
 
 impl ChainSink {
@@ -217,6 +219,7 @@ impl ChainSink {
             update_source: config.update_data,
             hermes: None,
             nonce_passed_since: None,
+            over_gas_cap: false,
         })
     }
 
@@ -364,6 +367,7 @@ impl ChainSink {
         now_ms: u64,
         events: &mut Vec<SinkEvent>,
     ) {
+        let mut over_cap = false;
         for action in actions {
             match action {
                 Action::Submit(plan) => self.submit(plan, fresh, now_ms, events).await,
@@ -372,14 +376,19 @@ impl ChainSink {
                     events.push(SinkEvent::TxSkipped { batches, reason })
                 }
                 Action::OverGasCap { fresh, cap } => {
-                    tracing::warn!(fresh, cap, "gas price above the cap: waiting");
-                    events.push(SinkEvent::GasCapExceeded {
-                        fresh: fresh.to_string(),
-                        cap: cap.to_string(),
-                    })
+                    // Reported once per episode, not on every tick of the wait.
+                    over_cap = true;
+                    if !self.over_gas_cap {
+                        tracing::warn!(fresh, cap, "gas price above the cap: waiting");
+                        events.push(SinkEvent::GasCapExceeded {
+                            fresh: fresh.to_string(),
+                            cap: cap.to_string(),
+                        });
+                    }
                 }
             }
         }
+        self.over_gas_cap = over_cap;
     }
 
     /// EIP-1559 `base × multiplier + tip`, or the gas price on a chain without a base fee.
