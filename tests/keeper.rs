@@ -1103,3 +1103,39 @@ async fn a_feed_without_update_data_is_not_counted_as_pushed() {
     assert_eq!(sink.keeper().known(&ETH), None);
     assert_eq!(sink.keeper().known(&BTC), Some(1_000));
 }
+
+#[tokio::test]
+async fn two_keepers_sharing_a_key_take_turns_with_the_nonce() {
+    let anvil = Anvil::start(&["--no-mining"]);
+    let contract = deploy_without_automine(&anvil.url).await;
+    let config = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
+    let mut first = ChainSink::open(&config, None, false).await.unwrap();
+    let mut second = ChainSink::open(&config, None, false).await.unwrap();
+    let events = first.on_batch(&batch(1, &[(BTC, 100, 1_000)]), 0).await;
+    assert!(
+        matches!(&events[..], [SinkEvent::TxSubmitted { nonce: 0, .. }]),
+        "{events:?}"
+    );
+    // The same update from the other keeper stops in simulation; a newer one takes the next
+    // nonce instead of replacing the first keeper's transaction.
+    assert!(matches!(
+        &second.on_batch(&batch(1, &[(BTC, 100, 1_000)]), 0).await[..],
+        [SinkEvent::TxSkipped {
+            reason: SkipReason::NoFreshUpdate,
+            ..
+        }]
+    ));
+    let events = second.on_batch(&batch(2, &[(BTC, 101, 1_001)]), 0).await;
+    assert!(
+        matches!(&events[..], [SinkEvent::TxSubmitted { nonce: 1, .. }]),
+        "{events:?}"
+    );
+    mine(&anvil.url).await;
+    let mut now = 0;
+    tick_until(&mut first, &mut now, is_confirmed).await;
+    tick_until(&mut second, &mut now, is_confirmed).await;
+    let btc = price_on_chain(&anvil.url, contract, BTC).await.unwrap();
+    assert_eq!((btc.price, btc.publishTime), (101, U256::from(1_001)));
+    assert_eq!(balance(&anvil.url, contract).await, U256::from(2 * FEE));
+    assert_eq!(nonce(&anvil.url, KEY_1).await, 2);
+}
