@@ -4,6 +4,20 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+# The keeper's integration tests need a local EVM node and Pyth's MockPyth contract: anvil and
+# pyth-sdk-solidity from npm, pinned, into a git-ignored project-local folder (installed once).
+ANVIL_VERSION=1.7.1
+PYTH_SDK_VERSION=4.3.1
+DEPS="$PWD/.test-deps"
+export SLUICE_ANVIL="$DEPS/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
+export SLUICE_MOCKPYTH_BIN="$DEPS/node_modules/@pythnetwork/pyth-sdk-solidity/build/MockPyth_sol_MockPyth.bin"
+if ! "$SLUICE_ANVIL" --version 2>/dev/null | grep -q "$ANVIL_VERSION" \
+    || ! grep -q "\"version\": \"$PYTH_SDK_VERSION\"" \
+        "$DEPS/node_modules/@pythnetwork/pyth-sdk-solidity/package.json" 2>/dev/null; then
+    npm install --no-save --no-audit --no-fund --loglevel=error --prefix "$DEPS" \
+        "@foundry-rs/anvil@$ANVIL_VERSION" "@pythnetwork/pyth-sdk-solidity@$PYTH_SDK_VERSION"
+fi
+
 cargo test --locked --all-targets "$@"
 # Doctests are not part of --all-targets.
 cargo test --locked --doc "$@"

@@ -11,11 +11,14 @@
 //! - [`ops`]: the computations as pure state machines (no timely, no I/O, no clock).
 //! - [`dataflow`]: thin timely operators that route records, times and capabilities to them.
 //! - [`record`], [`sinks`], [`store`]: recordings, the journal and the embedded state.
+//! - [`chain`]: the on-chain side: IPyth bindings, RPC failover, the observer and the keeper's
+//!   sink (the decisions are [`ops::keeper`]).
 //! - [`config`]: the layered configuration.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod chain;
 pub mod config;
 pub mod dataflow;
 pub mod live;

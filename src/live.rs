@@ -33,12 +33,18 @@ use crate::sinks::journal::{JournalWriter, WriteProbe};
 use crate::sinks::store::{StoreSink, StoreSinkReport};
 use crate::sources::hermes::ReceiptHook;
 use crate::sources::{
-    ActivatorSlot, LiveClock, Recorder, SourceRegistry, TrackedTokens, birdeye, dexscreener,
+    ActivatorSlot, LiveClock, Recorder, SourceRegistry, TrackedTokens, birdeye, chain, dexscreener,
     hermes, now_ms,
 };
 
-/// The sources this build can run live.
-pub const LIVE_SOURCES: [Source; 3] = [Source::Dexscreener, Source::Birdeye, Source::Hermes];
+/// The sources this build can run live (the chain observer only with `chain.rpc_urls` and
+/// `chain.contract_address` set).
+pub const LIVE_SOURCES: [Source; 4] = [
+    Source::Dexscreener,
+    Source::Birdeye,
+    Source::Hermes,
+    Source::Chain,
+];
 
 /// How long stopping sources may take before they are abandoned.
 const SOURCE_STOP_GRACE: Duration = Duration::from_secs(10);
@@ -64,6 +70,9 @@ pub struct LiveOptions {
     pub hermes_receipts: Option<ReceiptHook>,
     /// Told when each journal time reached the file (the live benchmark).
     pub journal_probe: Option<WriteProbe>,
+    /// Notified to force a push of every feed whose source is newer than its target; SIGUSR1
+    /// notifies it too when `signals` is set.
+    pub force_push: Arc<tokio::sync::Notify>,
 }
 
 impl LiveOptions {
@@ -79,6 +88,7 @@ impl LiveOptions {
             on_ready: None,
             hermes_receipts: None,
             journal_probe: None,
+            force_push: Arc::new(tokio::sync::Notify::new()),
         }
     }
 }
@@ -167,6 +177,12 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
             if !live {
                 warn!(source = %s, "this build has no live {s} source; the run goes without it");
             }
+            let chain_set =
+                !config.chain.rpc_urls.is_empty() && !config.chain.contract_address.is_empty();
+            if live && *s == Source::Chain && !chain_set {
+                warn!("no chain.rpc_urls or chain.contract_address: the run goes without the chain observer");
+                return false;
+            }
             live
         })
         .collect();
@@ -219,7 +235,9 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
         let spec = match source {
             Source::Dexscreener => dexscreener::provider(&config.dexscreener),
             Source::Birdeye => birdeye::provider(&config.birdeye),
-            _ => hermes::provider(&config.hermes),
+            Source::Hermes => hermes::provider(&config.hermes),
+            // Not an HTTP API of the shared layer: the chain has its own RPC client.
+            Source::Mesh | Source::Chain => continue,
         };
         apis.push(
             Api::new(spec, &config.http, store.clone()).map_err(|e| setup(source.name(), &e))?,
@@ -234,9 +252,28 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
 
     // The dataflow.
     let stats = Arc::new(RunStats::default());
+    let (chain_tap, chain_inputs) = if wiring.pipeline.writes(SinkKind::Chain) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
+    let keeper_hermes = match apis.iter().find(|a| a.provider() == "hermes") {
+        Some(api) => Some(api.clone()),
+        None if chain_inputs.is_some() => Some(
+            Api::new(
+                hermes::provider(&config.hermes),
+                &config.http,
+                store.clone(),
+            )
+            .map_err(|e| setup("hermes (keeper update data)", &e))?,
+        ),
+        None => None,
+    };
     let sinks = Arc::new(Mutex::new(Some(WorkerSinks {
         journal: Some(journal),
         store: store_sender,
+        chain: chain_tap,
     })));
     let started = Instant::now();
     let cluster = Cluster {
@@ -306,11 +343,12 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
         let server_stop = CancellationToken::new();
         let started_ms = now_ms();
         let mut tasks = Vec::new();
-        for (emitter, api) in emitters.into_iter().zip(apis.iter().cloned()) {
+        for emitter in emitters {
             let stop = sources_stop.clone();
             let source = emitter.source();
-            match source {
-                Source::Dexscreener => {
+            let api = apis.iter().find(|a| a.provider() == source.name()).cloned();
+            match (source, api) {
+                (Source::Dexscreener, Some(api)) => {
                     health.register(source, config.dexscreener.stale_after_secs, started_ms);
                     let task = dexscreener::DexscreenerSource::new(
                         config.dexscreener.clone(),
@@ -321,7 +359,7 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
                     );
                     tasks.push(tokio::spawn(task.run(stop)));
                 }
-                Source::Birdeye => {
+                (Source::Birdeye, Some(api)) => {
                     health.register(source, config.birdeye.stale_after_secs, started_ms);
                     let task = birdeye::BirdeyeSource::new(
                         config.birdeye.clone(),
@@ -332,7 +370,7 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
                     );
                     tasks.push(tokio::spawn(task.run(stop)));
                 }
-                Source::Hermes => {
+                (Source::Hermes, Some(api)) => {
                     health.register(source, config.hermes.stale_after_secs, started_ms);
                     let mut task = hermes::HermesSource::new(
                         config.hermes.clone(),
@@ -346,8 +384,70 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
                     }
                     tasks.push(tokio::spawn(task.run(stop)));
                 }
-                Source::Mesh | Source::Chain => {}
+                (Source::Chain, _) => {
+                    let poll = Duration::from_millis(config.chain.poll_interval_ms);
+                    // Stale after three missed rounds (at least a minute).
+                    let stale_after = (config.chain.poll_interval_ms * 3 / 1000).max(60);
+                    health.register(source, stale_after, started_ms);
+                    let contract = crate::config::parse_address(&config.chain.contract_address)
+                        .unwrap_or_default();
+                    match crate::chain::ChainClient::connect(&config.chain.rpc_urls).await {
+                        Ok(client) => {
+                            let task = chain::ChainSource::new(
+                                client,
+                                contract,
+                                hermes_ids.clone(),
+                                poll,
+                                emitter,
+                                health.clone(),
+                            );
+                            tasks.push(tokio::spawn(task.run(stop)));
+                        }
+                        Err(e) => {
+                            error!(error = %e, "chain observer: no RPC endpoint; the run goes without it");
+                            health.failure(source, started_ms, "no RPC endpoint");
+                        }
+                    }
+                }
+                _ => {}
             }
+        }
+        let keeper = chain_inputs.map(|inputs| {
+            tokio::spawn(crate::chain::task::run_keeper(
+                config.chain.clone(),
+                keeper_hermes.clone(),
+                inputs,
+                options.out_dir.clone(),
+                false,
+                Some(Arc::clone(&options.force_push)),
+            ))
+        });
+        #[cfg(unix)]
+        if options.signals {
+            let force = Arc::clone(&options.force_push);
+            let stop = sources_stop.clone();
+            tokio::spawn(async move {
+                use tokio::signal::unix::{SignalKind, signal};
+                let mut usr1 = match signal(SignalKind::user_defined1()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        warn!(error = %e, "cannot watch SIGUSR1");
+                        return;
+                    }
+                };
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        got = usr1.recv() => match got {
+                            Some(()) => {
+                                info!("SIGUSR1: forcing a push");
+                                force.notify_one();
+                            }
+                            None => return,
+                        },
+                    }
+                }
+            });
         }
         let heartbeat = tokio::spawn(Arc::clone(&clock).heartbeat(sources_stop.clone()));
         if let Some(recorder) = recorder.clone() {
@@ -400,6 +500,12 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
         let _ = heartbeat.await;
         clock.close();
         let joined = tokio::task::spawn_blocking(move || guards.join()).await;
+        // The workers are gone, and with them the keeper's inputs: it settles and stops.
+        if let Some(keeper) = keeper
+            && tokio::time::timeout(SOURCE_STOP_GRACE, keeper).await.is_err()
+        {
+            warn!("the keeper did not stop in time; abandoning it");
+        }
         server_stop.cancel();
         let server = server?;
         if let Some(server) = server {

@@ -11,6 +11,7 @@
 //! assert_eq!(config.dataflow.tick_ms, 10);
 //! ```
 
+mod chain;
 mod computations;
 mod live;
 mod pipeline;
@@ -22,6 +23,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
+pub use chain::{ChainConfig, ChainMode, UpdateDataSource, parse_address};
 pub use computations::{
     DebounceConfig, EarlyUpdate, FeedConfig, FusionConfig, Percent, RiskConfig, TrendingConfig,
     UnlistedFeeds,
@@ -43,6 +45,7 @@ pub const SEED_ENV: &[(&str, &str)] = &[
     ("BIRDEYE_API_KEY", "birdeye.api_key"),
     ("HERMES_API_KEY", "hermes.api_key"),
     ("PRIVATE_KEY", "chain.private_key"),
+    ("RPC_URL", "chain.rpc_urls"),
     (
         "MIN_PRICE_CHANGE_PERCENT",
         "debounce.min_price_change_percent",
@@ -87,6 +90,8 @@ pub struct Config {
     pub sources: SourcesConfig,
     /// The operations server.
     pub serve: ServeConfig,
+    /// The on-chain keeper.
+    pub chain: ChainConfig,
     /// Assets and the identifiers that price them.
     #[serde(default)]
     pub assets: Vec<AssetConfig>,
@@ -275,6 +280,9 @@ impl Config {
         self.serve
             .validate()
             .map_err(|(key, problem)| invalid(&format!("serve.{key}"), problem))?;
+        self.chain
+            .validate()
+            .map_err(|(key, problem)| invalid(&format!("chain.{key}"), problem))?;
         if self.sources.watermark_interval_ms == 0 {
             return Err(invalid(
                 "sources.watermark_interval_ms",

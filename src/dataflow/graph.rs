@@ -8,6 +8,7 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Concat, Probe};
 use timely::dataflow::{ProbeHandle, StreamVec};
 
+use super::chain::{ChainTap, chain_tap};
 use super::debounce::{DebounceTiming, FeedTarget, debounce};
 use super::fusion::{FusionOut, Interest, fusion};
 use super::journal::journal_sink;
@@ -94,6 +95,8 @@ pub struct WorkerSinks {
     pub journal: Option<JournalWriter>,
     /// The store thread.
     pub store: Option<StoreSender>,
+    /// The keeper task (the `chain` sink).
+    pub chain: Option<ChainTap>,
 }
 
 /// Builds everything downstream of the ingest operators.
@@ -212,8 +215,12 @@ pub fn build<'scope>(
     }
 
     // Debounce: Hermes prices of pushed feeds and chain reads into push batches.
+    let chain_targets = parsed.targets.clone();
+    let mut push_batches: StreamVec<'scope, u64, crate::ops::debounce::PushBatch> = empty(scope);
+    let mut source_ticks = empty(scope);
     if runs(Computation::Debounce) {
         let ticks = parsed.feed_ticks;
+        source_ticks = ticks.clone();
         let rules = Arc::clone(&wiring.feed_rules);
         let reads = parsed.targets.flat_map(move |target| {
             rules.get(&target.feed)?;
@@ -228,7 +235,11 @@ pub fn build<'scope>(
             Arc::clone(&wiring.feed_rules),
             wiring.debounce,
         );
+        push_batches = batches.clone();
         lines = lines.concat(batches.map(|b| JournalLine::of(&b)));
+    }
+    if wiring.pipeline.writes(SinkKind::Chain) {
+        chain_tap(chain_targets, source_ticks, push_batches, sinks.chain);
     }
 
     if wiring.pipeline.writes(SinkKind::Store) {

@@ -4,6 +4,7 @@
 //! leaves the deciding to the pure state machines in [`crate::ops`].
 
 mod agenda;
+pub mod chain;
 pub mod channel;
 pub mod debounce;
 pub mod fusion;

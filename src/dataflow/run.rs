@@ -188,6 +188,7 @@ pub enum RunError {
 struct LeaderSinks {
     journal: Mutex<Option<JournalWriter>>,
     store: Mutex<Option<crate::sinks::store::StoreSender>>,
+    chain: Mutex<Option<super::chain::ChainTap>>,
 }
 
 /// Replays a recording through the dataflow and writes the journal and store under `out_dir`.
@@ -207,7 +208,9 @@ pub fn replay(
     let sinks = Arc::new(LeaderSinks {
         journal: Mutex::new(None),
         store: Mutex::new(None),
+        chain: Mutex::new(None),
     });
+    let mut keeper_thread = None;
     let journal_path = options.out_dir.join("journal.jsonl");
     if leader {
         std::fs::create_dir_all(&options.out_dir)
@@ -232,6 +235,28 @@ pub fn replay(
                 .map_err(|e| RunError::Setup(format!("starting the store thread: {e}")))?;
             *lock(&sinks.store) = Some(sender);
             store_thread = Some(thread);
+        }
+        if wiring.pipeline.writes(crate::config::SinkKind::Chain) {
+            // History is never pushed: the keeper only plans (tx_planned), whatever the mode.
+            let (tap, inputs) = tokio::sync::mpsc::unbounded_channel();
+            *lock(&sinks.chain) = Some(tap);
+            let chain = config.chain.clone();
+            let out_dir = options.out_dir.clone();
+            let thread = std::thread::Builder::new()
+                .name("sluice-keeper".into())
+                .spawn(move || {
+                    match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt.block_on(crate::chain::task::run_keeper(
+                            chain, None, inputs, out_dir, true, None,
+                        )),
+                        Err(e) => tracing::error!(error = %e, "keeper: no runtime"),
+                    }
+                })
+                .map_err(|e| RunError::Setup(format!("starting the keeper thread: {e}")))?;
+            keeper_thread = Some(thread);
         }
     }
 
@@ -268,6 +293,7 @@ pub fn replay(
                 WorkerSinks {
                     journal: lock(&sinks.journal).take(),
                     store: lock(&sinks.store).take(),
+                    chain: lock(&sinks.chain).take(),
                 }
             } else {
                 WorkerSinks::default()
@@ -314,6 +340,12 @@ pub fn replay(
     // Dropping the workers dropped every store sender: the thread drains and flushes.
     drop(sinks);
     let store = store_thread.map(StoreSink::join);
+    // The workers are gone, and with them the keeper's inputs: it finishes planning.
+    if let Some(thread) = keeper_thread
+        && thread.join().is_err()
+    {
+        tracing::error!("the keeper thread panicked");
+    }
 
     let report = ReplayReport {
         stats: stats.report(),

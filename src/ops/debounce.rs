@@ -98,6 +98,8 @@ pub enum Reason {
     Confidence,
     /// Joined another feed's batch.
     Early,
+    /// Pushed on the operator's command (SIGUSR1): the source was newer than the target.
+    Forced,
 }
 
 /// The rule's answer.

@@ -7,6 +7,7 @@
 //! too, which is what makes a replay of a live run give exactly the journal the live run wrote.
 
 pub mod birdeye;
+pub mod chain;
 pub mod clock;
 pub mod dexscreener;
 pub mod fresh;

@@ -1,0 +1,140 @@
+//! The keeper task of a live run: chain reads and push batches from the dataflow drive the
+//! [`ChainSink`]; what it does goes to `keeper.jsonl` beside the journal (transactions depend
+//! on the chain, not on the recording, so they are not part of the replayable journal).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tracing::{error, info, warn};
+
+use super::sink::{ChainSink, SinkEvent};
+use crate::config::{ChainConfig, UpdateDataSource};
+use crate::net::http::Api;
+use crate::ops::keeper::{FORCED_BATCH, KeeperInput, LatestSources, SkipReason};
+use crate::sources::now_ms;
+
+/// Wallet balance checks happen every this many ticks.
+const BALANCE_EVERY_TICKS: u64 = 60;
+
+/// Runs the keeper until the dataflow closes `inputs`. `hermes` is needed with
+/// `chain.update_data = "hermes"`. State lives in `<out_dir>/keeper` (sled), events in
+/// `<out_dir>/keeper.jsonl`. With `replay`, nothing is sent whatever `chain.mode` says: every
+/// batch is only planned (`tx_planned`), and no state is kept. Each notification of `force`
+/// (the operator's SIGUSR1) pushes at once every feed whose source price is newer than what
+/// is known on chain (batch [`FORCED_BATCH`]).
+pub async fn run_keeper(
+    config: ChainConfig,
+    hermes: Option<Api>,
+    mut inputs: UnboundedReceiver<KeeperInput>,
+    out_dir: PathBuf,
+    replay: bool,
+    force: Option<Arc<Notify>>,
+) {
+    let journal_path = out_dir.join("keeper.jsonl");
+    // A live run appends (restarts continue the record); a replay writes its plans afresh.
+    let mut journal = match std::fs::OpenOptions::new()
+        .create(true)
+        .append(!replay)
+        .write(true)
+        .truncate(replay)
+        .open(&journal_path)
+    {
+        Ok(f) => f,
+        Err(e) => {
+            error!(path = %journal_path.display(), error = %e, "keeper: no journal; the keeper does not run");
+            return;
+        }
+    };
+    let mut write = |events: Vec<SinkEvent>| {
+        let t = now_ms();
+        for event in events {
+            let line = serde_json::to_value(&event).map(|mut v| {
+                if let Some(map) = v.as_object_mut() {
+                    map.insert("t".into(), t.into());
+                }
+                v
+            });
+            match line {
+                Ok(v) => {
+                    if let Err(e) = writeln!(journal, "{v}") {
+                        warn!(error = %e, "keeper: journal write failed");
+                    }
+                }
+                Err(e) => warn!(error = %e, "keeper: event not serialisable"),
+            }
+        }
+    };
+    let store = if replay {
+        None
+    } else {
+        match ChainSink::open_store(&out_dir.join("keeper")) {
+            Ok(tree) => Some(tree),
+            Err(e) => {
+                error!(error = %e, "keeper: no state store; the keeper does not run");
+                return;
+            }
+        }
+    };
+    let mut sink = match ChainSink::open(&config, store, replay).await {
+        Ok(sink) => sink,
+        Err(e) => {
+            error!(error = %e, "keeper: cannot start; the keeper does not run");
+            return;
+        }
+    };
+    if config.update_data == UpdateDataSource::Hermes {
+        match hermes {
+            Some(api) => sink = sink.with_hermes(api),
+            None => warn!("keeper: chain.update_data = \"hermes\" without a Hermes client"),
+        }
+    }
+    info!(mode = ?config.mode, replay, "keeper running");
+    write(sink.reconcile(now_ms()).await);
+    let mut ticks = tokio::time::interval(Duration::from_millis(
+        config.poll_interval_ms.clamp(100, 1_000),
+    ));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut n: u64 = 0;
+    let mut latest = LatestSources::default();
+    loop {
+        let forced = async {
+            match &force {
+                Some(force) => force.notified().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            input = inputs.recv() => match input {
+                None => break,
+                Some(KeeperInput::Target(target)) => sink.on_target(&target),
+                Some(KeeperInput::Source(source)) => latest.offer(source),
+                Some(KeeperInput::Batch(batch)) => write(sink.on_batch(&batch, now_ms()).await),
+            },
+            _ = forced => {
+                info!("forced push");
+                match latest.forced_batch(sink.keeper()) {
+                    Some(batch) => write(sink.on_batch(&batch, now_ms()).await),
+                    None => write(vec![SinkEvent::TxSkipped {
+                        batches: vec![FORCED_BATCH],
+                        reason: SkipReason::AlreadyPushed,
+                    }]),
+                }
+            }
+            _ = ticks.tick() => {
+                write(sink.on_tick(now_ms()).await);
+                if n.is_multiple_of(BALANCE_EVERY_TICKS) {
+                    write(sink.check_balance().await.into_iter().collect());
+                }
+                n += 1;
+            }
+        }
+    }
+    // The dataflow is done: one last look at receipts; what is still in flight is in the
+    // store for the next start to reconcile.
+    write(sink.on_tick(now_ms()).await);
+    info!("keeper stopped");
+}

@@ -1,0 +1,1141 @@
+//! The keeper against a real anvil node with Pyth's MockPyth: the observer's reads, and the
+//! sink's sends, dry runs, replacements, restarts, failover and refusals.
+
+mod support;
+
+use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::providers::Provider;
+use sluice::chain::sink::{ChainSink, SinkEvent};
+use sluice::chain::{ChainClient, IPyth, Observer};
+use sluice::config::{ChainConfig, ChainMode, Config, Secret, UpdateDataSource};
+use sluice::model::parse::chain::{ChainRead, ChainReadRound, to_json};
+use sluice::model::{FeedId, OnChainPrice};
+use sluice::ops::debounce::{BatchEntry, PushBatch, Reason};
+use sluice::ops::keeper::SkipReason;
+use sluice::synth::abi::MockUpdate;
+use support::anvil::{Anvil, KEY_0, KEY_1, KEY_2, deploy_mock_pyth, provider, wallet_provider};
+
+const FEE: u64 = 7;
+const BTC: FeedId = FeedId([0xe6; 32]);
+const ETH: FeedId = FeedId([0xff; 32]);
+
+fn update(id: FeedId, price: i64, publish_time: u64) -> MockUpdate {
+    MockUpdate {
+        id: id.0,
+        price,
+        conf: 10,
+        expo: -8,
+        ema_price: price,
+        ema_conf: 10,
+        publish_time,
+        prev_publish_time: publish_time.saturating_sub(1),
+    }
+}
+
+fn batch(n: u64, feeds: &[(FeedId, i64, u64)]) -> PushBatch {
+    PushBatch::new(
+        n,
+        feeds
+            .iter()
+            .map(|&(id, price, t)| BatchEntry {
+                id,
+                price,
+                conf: 10,
+                expo: -8,
+                publish_time: t as i64,
+                reason: Reason::Deviation,
+                update_data: Some(bytes::Bytes::from(hex::encode(
+                    update(id, price, t).encode(),
+                ))),
+            })
+            .collect(),
+    )
+}
+
+fn chain_config(urls: &[&str], contract: Address, mode: ChainMode, key: &str) -> ChainConfig {
+    let mut c = Config::load(None, &[]).expect("default config").chain;
+    c.rpc_urls = urls.iter().map(|u| u.to_string()).collect();
+    c.contract_address = format!("{contract:#x}");
+    c.mode = mode;
+    c.private_key = Secret::new(key);
+    c.private_key_file = None;
+    c.update_data = UpdateDataSource::Stream;
+    c.receipt_timeout_ms = 1_000;
+    c.validate().expect("valid chain config");
+    c
+}
+
+async fn price_on_chain(url: &str, contract: Address, id: FeedId) -> Option<IPyth::Price> {
+    IPyth::new(contract, provider(url))
+        .getPriceUnsafe(B256::from(id.0))
+        .call()
+        .await
+        .ok()
+}
+
+async fn balance(url: &str, address: Address) -> U256 {
+    provider(url).get_balance(address).await.expect("balance")
+}
+
+async fn nonce(url: &str, key: &str) -> u64 {
+    let signer: alloy::signers::local::PrivateKeySigner = key.parse().unwrap();
+    provider(url)
+        .get_transaction_count(signer.address())
+        .await
+        .unwrap()
+}
+
+async fn mine(url: &str) {
+    let _: String = provider(url)
+        .raw_request("evm_mine".into(), ())
+        .await
+        .expect("evm_mine");
+}
+
+/// Deploys MockPyth on a node that mines only on demand: mines until the deployment lands.
+async fn deploy_without_automine(url: &str) -> Address {
+    let owned = url.to_owned();
+    let deploy = tokio::spawn(async move { deploy_mock_pyth(&owned, 60, FEE).await });
+    for _ in 0..200 {
+        if deploy.is_finished() {
+            break;
+        }
+        mine(url).await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    deploy.await.expect("MockPyth deployed")
+}
+
+/// Ticks until an event matches (or fails after 5 s).
+async fn tick_until(
+    sink: &mut ChainSink,
+    now: &mut u64,
+    want: impl Fn(&SinkEvent) -> bool,
+) -> SinkEvent {
+    for _ in 0..100 {
+        *now += 50;
+        for e in sink.on_tick(*now).await {
+            if want(&e) {
+                return e;
+            }
+            assert!(!matches!(e, SinkEvent::TxFailed { .. }), "{e:?}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no matching event");
+}
+
+fn is_confirmed(e: &SinkEvent) -> bool {
+    matches!(e, SinkEvent::TxConfirmed { .. })
+}
+
+#[tokio::test]
+async fn observer_reads_not_found_then_the_pushed_price() {
+    let anvil = Anvil::start(&[]);
+    let contract = deploy_mock_pyth(&anvil.url, 60, FEE).await;
+    let client = ChainClient::connect(std::slice::from_ref(&anvil.url))
+        .await
+        .unwrap();
+    let observer = Observer::new(&client, contract.0.0, vec![BTC, ETH]);
+    let round = observer.read_round().await.unwrap();
+    assert_eq!(
+        round.reads,
+        [ChainRead::not_found(BTC), ChainRead::not_found(ETH)]
+    );
+
+    let data = vec![Bytes::from(update(BTC, -12_345, 1_700_000_000).encode())];
+    IPyth::new(contract, wallet_provider(&anvil.url, KEY_1))
+        .updatePriceFeeds(data)
+        .value(U256::from(FEE))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let round = observer.read_round().await.unwrap();
+    let expected = ChainRead::found(
+        BTC,
+        OnChainPrice {
+            price: -12_345,
+            conf: 10,
+            expo: -8,
+            publish_time: 1_700_000_000,
+        },
+    );
+    assert_eq!(round.reads, [expected, ChainRead::not_found(ETH)]);
+    assert!(round.block.is_some_and(|b| b >= 2));
+    // What is emitted is the chain-read schema the parser reads.
+    let json = observer.read_round_json().await.unwrap();
+    assert_eq!(
+        serde_json::from_str::<ChainReadRound>(&json).unwrap(),
+        round
+    );
+    assert_eq!(json, to_json(&round));
+}
+
+#[tokio::test]
+async fn send_pushes_a_batch_pays_the_fee_and_never_twice() {
+    let anvil = Anvil::start(&[]);
+    let contract = deploy_mock_pyth(&anvil.url, 60, FEE).await;
+    let config = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
+    let dir = tempfile::tempdir().unwrap();
+    let tree = ChainSink::open_store(dir.path()).unwrap();
+    let mut sink = ChainSink::open(&config, Some(tree), false).await.unwrap();
+    assert!(sink.reconcile(0).await.is_empty());
+    let b = batch(1, &[(BTC, 100, 1_000), (ETH, 200, 1_001)]);
+    let events = sink.on_batch(&b, 0).await;
+    assert!(
+        matches!(&events[..], [SinkEvent::TxSubmitted { nonce: 0, fee, ids, .. }] if fee == "14" && ids == &[BTC, ETH]),
+        "{events:?}"
+    );
+    let mut now = 0;
+    let confirmed = tick_until(&mut sink, &mut now, is_confirmed).await;
+    let SinkEvent::TxConfirmed { gas_used, .. } = confirmed else {
+        unreachable!()
+    };
+    assert!(gas_used > 21_000);
+    let btc = price_on_chain(&anvil.url, contract, BTC).await.unwrap();
+    assert_eq!((btc.price, btc.publishTime), (100, U256::from(1_000)));
+    let eth = price_on_chain(&anvil.url, contract, ETH).await.unwrap();
+    assert_eq!((eth.price, eth.publishTime), (200, U256::from(1_001)));
+    assert_eq!(balance(&anvil.url, contract).await, U256::from(2 * FEE));
+
+    // The same publish times again: skipped by the keeper, nothing sent.
+    let events = sink.on_batch(&batch(2, &[(BTC, 100, 1_000)]), now).await;
+    assert_eq!(
+        events,
+        [SinkEvent::TxSkipped {
+            batches: vec![2],
+            reason: SkipReason::AlreadyPushed
+        }]
+    );
+    // A keeper that does not know (no store): the contract's guard, in simulation.
+    let mut other = ChainSink::open(&config, None, false).await.unwrap();
+    let events = other.on_batch(&batch(3, &[(BTC, 100, 1_000)]), now).await;
+    assert_eq!(
+        events,
+        [SinkEvent::TxSkipped {
+            batches: vec![3],
+            reason: SkipReason::NoFreshUpdate
+        }]
+    );
+    assert_eq!(nonce(&anvil.url, KEY_1).await, 1);
+    assert_eq!(balance(&anvil.url, contract).await, U256::from(2 * FEE));
+}
+
+#[tokio::test]
+async fn dry_run_and_replay_plan_without_sending() {
+    let anvil = Anvil::start(&[]);
+    let contract = deploy_mock_pyth(&anvil.url, 60, FEE).await;
+    let config = chain_config(&[&anvil.url], contract, ChainMode::DryRun, KEY_1);
+    let mut sink = ChainSink::open(&config, None, false).await.unwrap();
+    let events = sink.on_batch(&batch(1, &[(BTC, 100, 1_000)]), 0).await;
+    let [
+        SinkEvent::TxPlanned {
+            batches,
+            ids,
+            publish_times,
+            fee,
+            calldata_bytes,
+            gas_estimate,
+        },
+    ] = &events[..]
+    else {
+        panic!("{events:?}")
+    };
+    assert_eq!(
+        (batches, ids, publish_times),
+        (&vec![1], &vec![BTC], &vec![1_000])
+    );
+    assert_eq!(fee.as_deref(), Some("7"));
+    assert!(*calldata_bytes > 320);
+    assert!(gas_estimate.is_some_and(|g| g > 21_000));
+    // Send mode, but replay: still only planned.
+    let send = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
+    let mut replay = ChainSink::open(&send, None, true).await.unwrap();
+    let events = replay.on_batch(&batch(1, &[(BTC, 100, 1_000)]), 0).await;
+    assert!(matches!(&events[..], [SinkEvent::TxPlanned { .. }]));
+    assert_eq!(nonce(&anvil.url, KEY_1).await, 0);
+    assert!(price_on_chain(&anvil.url, contract, BTC).await.is_none());
+}
+
+#[tokio::test]
+async fn a_held_back_transaction_is_replaced_with_higher_fees() {
+    let anvil = Anvil::start(&["--no-mining"]);
+    // Deploy needs a block: mine it by hand.
+    let contract = deploy_without_automine(&anvil.url).await;
+    let config = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
+    let mut sink = ChainSink::open(&config, None, false).await.unwrap();
+    let events = sink.on_batch(&batch(1, &[(BTC, 100, 1_000)]), 0).await;
+    let [
+        SinkEvent::TxSubmitted {
+            hash: first,
+            max_fee_per_gas: first_fee,
+            ..
+        },
+    ] = &events[..]
+    else {
+        panic!("{events:?}")
+    };
+    // Within the receipt timeout: nothing. After it: replaced, same nonce, fees x1.1.
+    assert!(sink.on_tick(500).await.is_empty());
+    let events = sink.on_tick(1_000).await;
+    let [
+        SinkEvent::TxReplaced {
+            hash: second,
+            replaces,
+            nonce: 0,
+            max_fee_per_gas,
+            ..
+        },
+    ] = &events[..]
+    else {
+        panic!("{events:?}")
+    };
+    assert_eq!(replaces, first);
+    let old: u128 = first_fee.parse().unwrap();
+    let new: u128 = max_fee_per_gas.parse().unwrap();
+    assert!(new * 10 >= old * 11, "{old} -> {new}");
+    mine(&anvil.url).await;
+    let mut now = 1_000;
+    let SinkEvent::TxConfirmed { hash, .. } = tick_until(&mut sink, &mut now, is_confirmed).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(&hash, second);
+    assert_eq!(balance(&anvil.url, contract).await, U256::from(FEE));
+    assert_eq!(nonce(&anvil.url, KEY_1).await, 1);
+}
+
+#[tokio::test]
+async fn a_restart_between_send_and_receipt_pays_once() {
+    let anvil = Anvil::start(&["--no-mining"]);
+    let contract = deploy_without_automine(&anvil.url).await;
+    let config = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
+    let dir = tempfile::tempdir().unwrap();
+    let b = batch(1, &[(BTC, 100, 1_000)]);
+    {
+        let tree = ChainSink::open_store(dir.path()).unwrap();
+        let mut sink = ChainSink::open(&config, Some(tree), false).await.unwrap();
+        let events = sink.on_batch(&b, 0).await;
+        assert!(matches!(&events[..], [SinkEvent::TxSubmitted { .. }]));
+        // Killed here: no receipt yet.
+    }
+    // Restarted with the transaction still pending: nothing new is sent for the same batch.
+    {
+        let tree = ChainSink::open_store(dir.path()).unwrap();
+        let mut sink = ChainSink::open(&config, Some(tree), false).await.unwrap();
+        assert!(sink.reconcile(0).await.is_empty());
+        assert!(sink.state().in_flight.is_some());
+        let events = sink.on_batch(&b, 10).await;
+        assert!(
+            matches!(
+                &events[..],
+                [SinkEvent::TxSkipped {
+                    reason: SkipReason::AlreadyPushed,
+                    ..
+                }]
+            ),
+            "{events:?}"
+        );
+    }
+    mine(&anvil.url).await;
+    // Restarted after it was mined: reconciled from the receipt, then the same batch skipped.
+    let tree = ChainSink::open_store(dir.path()).unwrap();
+    let mut sink = ChainSink::open(&config, Some(tree), false).await.unwrap();
+    let events = sink.reconcile(0).await;
+    assert!(
+        matches!(&events[..], [SinkEvent::TxConfirmed { .. }]),
+        "{events:?}"
+    );
+    let events = sink.on_batch(&b, 10).await;
+    assert!(
+        matches!(&events[..], [SinkEvent::TxSkipped { .. }]),
+        "{events:?}"
+    );
+    mine(&anvil.url).await;
+    assert_eq!(nonce(&anvil.url, KEY_1).await, 1);
+    assert_eq!(balance(&anvil.url, contract).await, U256::from(FEE));
+}
+
+#[tokio::test]
+async fn a_dead_first_endpoint_fails_over_to_the_next() {
+    let anvil = Anvil::start(&[]);
+    let contract = deploy_mock_pyth(&anvil.url, 60, FEE).await;
+    // A port nothing listens on: bind one, then free it.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://127.0.0.1:{}", l.local_addr().unwrap().port())
+    };
+    let config = chain_config(&[&dead, &anvil.url], contract, ChainMode::Send, KEY_1);
+    let mut sink = ChainSink::open(&config, None, false).await.unwrap();
+    let events = sink.on_batch(&batch(1, &[(BTC, 100, 1_000)]), 0).await;
+    assert!(
+        matches!(&events[..], [SinkEvent::TxSubmitted { .. }]),
+        "{events:?}"
+    );
+    let mut now = 0;
+    tick_until(&mut sink, &mut now, is_confirmed).await;
+    assert_eq!(
+        price_on_chain(&anvil.url, contract, BTC)
+            .await
+            .unwrap()
+            .price,
+        100
+    );
+
+    let client = ChainClient::connect(&[dead.clone(), anvil.url.clone()])
+        .await
+        .unwrap();
+    let round = Observer::new(&client, contract.0.0, vec![BTC])
+        .read_round()
+        .await
+        .unwrap();
+    assert!(round.reads[0].price == Some(100));
+    assert_eq!(
+        client.current_endpoint(),
+        format!("http://127.0.0.1:{}", anvil.port)
+    );
+    // Every endpoint down: a clear error.
+    let client = ChainClient::connect(&[dead]).await.unwrap();
+    let err = Observer::new(&client, contract.0.0, vec![BTC])
+        .read_round()
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().starts_with("no RPC endpoint reachable"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn insufficient_funds_is_a_clear_error_without_retries() {
+    let anvil = Anvil::start(&[]);
+    let contract = deploy_mock_pyth(&anvil.url, 60, FEE).await;
+    let broke = "0x0000000000000000000000000000000000000000000000000000000000000001";
+    let config = chain_config(&[&anvil.url], contract, ChainMode::Send, broke);
+    let mut sink = ChainSink::open(&config, None, false).await.unwrap();
+    let events = sink.on_batch(&batch(1, &[(BTC, 100, 1_000)]), 0).await;
+    let [SinkEvent::TxFailed { reason, .. }] = &events[..] else {
+        panic!("{events:?}")
+    };
+    assert!(reason.contains("insufficient funds"), "{reason}");
+    assert!(!reason.contains(&broke[2..]), "the key leaked: {reason}");
+    // No busy loop: nothing is retried on its own.
+    assert!(sink.on_tick(10_000).await.is_empty());
+    assert_eq!(nonce(&anvil.url, broke).await, 0);
+    assert!(matches!(
+        sink.check_balance().await,
+        Some(SinkEvent::LowBalance { .. })
+    ));
+    // anvil's account 0 is unrelated.
+    let _ = KEY_0;
+}
+
+#[tokio::test]
+async fn above_the_gas_cap_it_waits_and_alerts() {
+    let anvil = Anvil::start(&["--base-fee", "50000000000"]);
+    let contract = deploy_mock_pyth(&anvil.url, 60, FEE).await;
+    let mut config = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
+    config.gas_cap_gwei = 10;
+    let mut sink = ChainSink::open(&config, None, false).await.unwrap();
+    let events = sink.on_batch(&batch(1, &[(BTC, 100, 1_000)]), 0).await;
+    let [SinkEvent::GasCapExceeded { fresh, cap }] = &events[..] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(cap, "10000000000");
+    assert!(fresh.parse::<u128>().unwrap() > 50_000_000_000);
+    // Still waiting on the next tick, nothing sent, and no second alert for the same wait.
+    assert!(sink.on_tick(1_000).await.is_empty());
+    assert_eq!(nonce(&anvil.url, KEY_1).await, 0);
+    assert!(sink.state().queued.is_some());
+}
+
+#[tokio::test]
+async fn hermes_update_data_is_fetched_fresh_for_exactly_the_batch() {
+    use axum::extract::RawQuery;
+    use std::sync::{Arc, Mutex};
+
+    let anvil = Anvil::start(&[]);
+    let contract = deploy_mock_pyth(&anvil.url, 60, FEE).await;
+    // A stand-in Hermes answering with MockPyth elements for the ids asked.
+    let queries = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = queries.clone();
+    let app = axum::Router::new().route(
+        "/v2/updates/price/latest",
+        axum::routing::get(move |RawQuery(q): RawQuery| {
+            let seen = seen.clone();
+            async move {
+                let q = q.unwrap_or_default();
+                seen.lock().unwrap().push(q.clone());
+                let data: Vec<String> = q
+                    .split('&')
+                    .filter_map(|kv| kv.strip_prefix("ids[]=").or(kv.strip_prefix("ids%5B%5D=")))
+                    .map(|id| {
+                        let id: FeedId = id.parse().unwrap();
+                        hex::encode(update(id, 555, 2_000).encode())
+                    })
+                    .collect();
+                axum::Json(serde_json::json!({"binary": {"encoding": "hex", "data": data}}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let full = Config::load(None, &[]).unwrap();
+    let mut hermes = full.hermes.clone();
+    hermes.base_url = format!("http://{addr}");
+    let api =
+        sluice::net::http::Api::new(sluice::sources::hermes::provider(&hermes), &full.http, None)
+            .unwrap();
+
+    let mut config = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
+    config.update_data = UpdateDataSource::Hermes;
+    let mut sink = ChainSink::open(&config, None, false)
+        .await
+        .unwrap()
+        .with_hermes(api);
+    let events = sink.on_batch(&batch(1, &[(BTC, 100, 1_000)]), 0).await;
+    assert!(
+        matches!(&events[..], [SinkEvent::TxSubmitted { fee, .. }] if fee == "7"),
+        "{events:?}"
+    );
+    let mut now = 0;
+    tick_until(&mut sink, &mut now, is_confirmed).await;
+    let btc = price_on_chain(&anvil.url, contract, BTC).await.unwrap();
+    assert_eq!((btc.price, btc.publishTime), (555, U256::from(2_000)));
+    let queries = queries.lock().unwrap().clone();
+    assert_eq!(queries.len(), 1);
+    assert!(queries[0].contains(&BTC.to_string()) && !queries[0].contains(&ETH.to_string()));
+}
+
+#[tokio::test]
+async fn two_keepers_pushing_the_same_feeds_pay_the_fee_once() {
+    let anvil = Anvil::start(&["--no-mining"]);
+    let contract = deploy_without_automine(&anvil.url).await;
+    let a = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
+    let b = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_2);
+    let mut first = ChainSink::open(&a, None, false).await.unwrap();
+    let mut second = ChainSink::open(&b, None, false).await.unwrap();
+    let same = batch(1, &[(BTC, 100, 1_000)]);
+    // The first sends; the second simulates against the pending state (anvil, like most
+    // nodes, includes the pool) and its guard stops it before anything is signed.
+    assert!(matches!(
+        &first.on_batch(&same, 0).await[..],
+        [SinkEvent::TxSubmitted { .. }]
+    ));
+    let events = second.on_batch(&same, 0).await;
+    assert_eq!(
+        events,
+        [SinkEvent::TxSkipped {
+            batches: vec![1],
+            reason: SkipReason::NoFreshUpdate
+        }]
+    );
+    mine(&anvil.url).await;
+    let mut now = 0;
+    let settled = tick_until_settled(&mut first, &mut now).await;
+    assert!(
+        matches!(settled, SinkEvent::TxConfirmed { .. }),
+        "{settled:?}"
+    );
+    // A newer update from the second keeper goes through; the first then skips it.
+    let newer = batch(2, &[(BTC, 101, 1_001)]);
+    assert!(matches!(
+        &second.on_batch(&newer, now).await[..],
+        [SinkEvent::TxSubmitted { .. }]
+    ));
+    assert_eq!(
+        first.on_batch(&newer, now).await,
+        [SinkEvent::TxSkipped {
+            batches: vec![2],
+            reason: SkipReason::NoFreshUpdate
+        }]
+    );
+    mine(&anvil.url).await;
+    let settled = tick_until_settled(&mut second, &mut now).await;
+    assert!(
+        matches!(settled, SinkEvent::TxConfirmed { .. }),
+        "{settled:?}"
+    );
+    assert_eq!(balance(&anvil.url, contract).await, U256::from(2 * FEE));
+    assert_eq!(
+        nonce(&anvil.url, KEY_1).await + nonce(&anvil.url, KEY_2).await,
+        2
+    );
+}
+
+/// Ticks until the transaction in flight is confirmed or failed.
+async fn tick_until_settled(sink: &mut ChainSink, now: &mut u64) -> SinkEvent {
+    for _ in 0..100 {
+        *now += 50;
+        if let Some(e) = sink.on_tick(*now).await.into_iter().find(|e| {
+            matches!(
+                e,
+                SinkEvent::TxConfirmed { .. } | SinkEvent::TxFailed { .. }
+            )
+        }) {
+            return e;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("never settled");
+}
+
+#[tokio::test]
+async fn the_observer_source_emits_chain_read_envelopes_the_parser_reads() {
+    use sluice::model::parse::{ParseContext, parse_envelope};
+    use sluice::model::{AssetMap, ChainTarget, Ingest, Record, Source};
+    use sluice::sources::chain::ChainSource;
+    use sluice::sources::{LiveClock, SourceRegistry};
+
+    let anvil = Anvil::start(&[]);
+    let contract = deploy_mock_pyth(&anvil.url, 60, FEE).await;
+    let config = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
+    let mut sink = ChainSink::open(&config, None, false).await.unwrap();
+    sink.on_batch(&batch(1, &[(BTC, 100, 1_000)]), 0).await;
+    let mut now = 0;
+    tick_until(&mut sink, &mut now, is_confirmed).await;
+
+    let clock = LiveClock::new(10, std::time::Duration::from_millis(250), None);
+    let (emitter, rx, _) = clock.attach(Source::Chain);
+    let client = ChainClient::connect(&config.rpc_urls).await.unwrap();
+    let source = ChainSource::new(
+        client,
+        contract.0.0,
+        vec![BTC, ETH],
+        std::time::Duration::from_millis(100),
+        emitter,
+        SourceRegistry::default(),
+    );
+    assert!(source.poll_once().await.is_some());
+    let env = rx
+        .try_iter()
+        .find_map(|i| match i {
+            Ingest::Envelope(e) => Some(e),
+            Ingest::Watermark(_) => None,
+        })
+        .expect("an envelope");
+    let assets = AssetMap::default();
+    let ctx = ParseContext {
+        assets: &assets,
+        max_future_skew_ms: 5_000,
+    };
+    let mut out = Vec::new();
+    parse_envelope(&env, &ctx, &mut out);
+    let targets: Vec<&ChainTarget> = out
+        .iter()
+        .filter_map(|r| match r {
+            Record::Target(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(targets.len(), 2, "{out:?}");
+    assert_eq!(
+        targets[0].price.map(|p| (p.price, p.publish_time)),
+        Some((100, 1_000))
+    );
+    assert_eq!(targets[1].price, None);
+    // The sink takes chain reads as targets: nothing older is pushed again.
+    sink.on_target(targets[0]);
+}
+
+/// `sluice run` in send mode against the venue (Hermes, `update_data = "stream"`) and anvil
+/// (observer and sink): every feed ends up holding the price and publish time of its last
+/// confirmed push, the fee was paid for exactly the confirmed transactions, and no publish
+/// time was sent twice.
+#[test]
+fn a_live_run_pushes_its_batches_to_the_chain() {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use sluice::config::Pipeline;
+    use sluice::dataflow::graph::Wiring;
+    use sluice::dataflow::run::RecordingInput;
+    use sluice::live::LiveOptions;
+    use sluice::record::Codec;
+    use sluice::venue::{Venue, VenueOptions};
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let anvil = Anvil::start(&[]);
+    let contract = rt.block_on(deploy_mock_pyth(&anvil.url, 60, FEE));
+    let dir = tempfile::tempdir().unwrap();
+    let recording = dir.path().join("synth.rec");
+    let opts = sluice::synth::SynthOptions {
+        minutes: 1,
+        feeds: 3,
+        tokens: 5,
+        faults: false,
+        // Behind the wall clock, so that at 4x speed the publish times stay in the past
+        // (future ones are refused) and younger than the 60 s staleness limit.
+        start_ms: sluice::sources::now_ms() - 50_000,
+        ..sluice::synth::SynthOptions::default()
+    };
+    sluice::synth::write_recording(&recording, Codec::Zstd, &opts).unwrap();
+    let venue = rt
+        .block_on(Venue::start(
+            RecordingInput::File(recording),
+            "127.0.0.1:0".parse().unwrap(),
+            VenueOptions {
+                speed: 4.0,
+                ..VenueOptions::default()
+            },
+        ))
+        .unwrap();
+
+    let mut config = Config::load(None, &[]).unwrap();
+    config.hermes.base_url = venue.hermes_url();
+    config.chain = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
+    config.chain.poll_interval_ms = 300;
+    // A heartbeat every 5 s of publish time: a push batch about every 1.25 s of wall time.
+    config.debounce.force_update_interval_ms = 5_000;
+    let pipeline = Pipeline::parse(
+        r#"name = "keeper"
+sources = ["hermes", "chain"]
+computations = ["debounce"]
+sinks = ["journal", "chain"]"#,
+        "test",
+    )
+    .unwrap();
+    let wiring = Wiring::new(&config, pipeline.clone()).unwrap();
+    let out = dir.path().join("out");
+    let recorded = dir.path().join("live.rec");
+    let mut options = LiveOptions::new(out.clone());
+    options.record = Some(recorded.clone());
+    options.serve = false;
+    options.signals = false;
+    let stop = options.stop.clone();
+    let force = options.force_push.clone();
+    let live_config = config.clone();
+    let run =
+        std::thread::spawn(move || sluice::live::run(&live_config, wiring, options).map(|_| ()));
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    // The operator's SIGUSR1, midway.
+    force.notify_one();
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    stop.cancel();
+    run.join().unwrap().unwrap();
+
+    let lines = |name: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(out.join(name))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let journal = lines("journal.jsonl");
+    let keeper = lines("keeper.jsonl");
+    let kind = |v: &serde_json::Value| v["kind"].as_str().unwrap_or("").to_owned();
+    let batches: Vec<&serde_json::Value> =
+        journal.iter().filter(|v| kind(v) == "push_batch").collect();
+    assert!(
+        batches.len() >= 2,
+        "push batches: {batches:#?}\nkeeper: {keeper:#?}\njournal: {}",
+        journal.len()
+    );
+    assert!(keeper.iter().all(|v| kind(v) != "tx_failed"), "{keeper:#?}");
+    // Never the same (feed, publish time) twice.
+    let mut sent = BTreeSet::new();
+    let mut fee_of = BTreeMap::new();
+    for v in keeper.iter().filter(|v| kind(v) == "tx_submitted") {
+        fee_of.insert(
+            v["hash"].as_str().unwrap().to_owned(),
+            v["fee"].as_str().unwrap().parse::<u64>().unwrap(),
+        );
+        for (id, t) in v["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(v["publish_times"].as_array().unwrap())
+        {
+            assert!(
+                sent.insert((id.to_string(), t.as_i64().unwrap())),
+                "{id} {t} sent twice"
+            );
+        }
+    }
+    let confirmed: Vec<&serde_json::Value> = keeper
+        .iter()
+        .filter(|v| kind(v) == "tx_confirmed")
+        .collect();
+    // The forced push happened: sent, or skipped when nothing was newer.
+    assert!(
+        keeper
+            .iter()
+            .any(|v| v["batches"] == serde_json::json!([0])),
+        "{keeper:#?}"
+    );
+    eprintln!(
+        "{} push batches, {} transactions confirmed",
+        batches.len(),
+        confirmed.len()
+    );
+    assert!(confirmed.len() >= 2, "{keeper:#?}");
+    // The fee: exactly the confirmed transactions' (a replacement carries its original's).
+    let paid: u64 = confirmed
+        .iter()
+        .map(|v| {
+            let batches = &v["batches"];
+            keeper
+                .iter()
+                .find(|s| kind(s) == "tx_submitted" && &s["batches"] == batches)
+                .map(|s| fee_of[s["hash"].as_str().unwrap()])
+                .unwrap()
+        })
+        .sum();
+    let on_chain_fees = rt.block_on(balance(&anvil.url, contract));
+    assert_eq!(on_chain_fees, U256::from(paid));
+    // Every feed holds its last confirmed push.
+    // Every feed holds its last confirmed push (a forced push, batch 0, is not in the journal:
+    // its publish times come from the keeper's record, its prices are not checked).
+    let mut last: BTreeMap<String, (i64, Option<i64>)> = BTreeMap::new();
+    for v in &confirmed {
+        let submitted = keeper
+            .iter()
+            .find(|s| kind(s) == "tx_submitted" && s["batches"] == v["batches"])
+            .unwrap();
+        let ids = submitted["ids"].as_array().unwrap();
+        let times = submitted["publish_times"].as_array().unwrap();
+        for (id, t) in ids.iter().zip(times) {
+            let id = id.as_str().unwrap().to_owned();
+            let pt = t.as_i64().unwrap();
+            let price = v["batches"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|b| batches.iter().find(|p| &p["batch"] == b))
+                .flat_map(|p| p["feeds"].as_array().unwrap().iter())
+                .find(|f| f["id"] == id.as_str() && f["publish_time"] == pt)
+                .map(|f| f["price"].as_i64().unwrap());
+            if last.get(&id).is_none_or(|(t, _)| pt > *t) {
+                last.insert(id, (pt, price));
+            }
+        }
+    }
+    for (id, (pt, price)) in &last {
+        let id: FeedId = id.parse().unwrap();
+        let p = rt
+            .block_on(price_on_chain(&anvil.url, contract, id))
+            .unwrap();
+        assert_eq!(p.publishTime, U256::from(*pt as u64), "{id}");
+        if let Some(price) = price {
+            assert_eq!(p.price, *price, "{id}");
+        }
+    }
+    rt.block_on(venue.shutdown());
+
+    // Replaying the run, in send mode with the chain sink: the same journal, nothing sent,
+    // and every batch only planned.
+    let nonce_before = rt.block_on(nonce(&anvil.url, KEY_1));
+    let replayed = dir.path().join("replay");
+    sluice::dataflow::run::replay(
+        &config,
+        Wiring::new(&config, pipeline).unwrap(),
+        sluice::dataflow::run::ReplayOptions {
+            input: RecordingInput::File(recorded),
+            out_dir: replayed.clone(),
+            cluster: sluice::dataflow::run::Cluster::default(),
+            progress: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(replayed.join("journal.jsonl")).unwrap(),
+        std::fs::read_to_string(out.join("journal.jsonl")).unwrap()
+    );
+    assert_eq!(rt.block_on(nonce(&anvil.url, KEY_1)), nonce_before);
+    let plans: Vec<serde_json::Value> = std::fs::read_to_string(replayed.join("keeper.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(plans.len(), batches.len(), "{plans:#?}");
+    // What is already on chain stops in simulation; the rest is planned.
+    assert!(
+        plans.iter().all(|p| kind(p) == "tx_planned"
+            || (kind(p) == "tx_skipped" && p["reason"] == "no_fresh_update")),
+        "{plans:#?}"
+    );
+}
+
+/// The saving the debounce buys, and the sink's latency: a synthetic recording replayed
+/// through the debounce, its push batches sent to anvil one by one, against a naive keeper
+/// that pushes every Hermes update of the same feeds (one transaction per stream event).
+/// `SLUICE_KEEPER_BENCH_MINUTES` sets the recording's length (default 3).
+#[test]
+fn debounced_pushes_cost_less_than_pushing_every_update() {
+    use std::collections::BTreeSet;
+    use std::time::Instant;
+
+    use sluice::config::Pipeline;
+    use sluice::dataflow::graph::Wiring;
+    use sluice::dataflow::run::{Cluster, RecordingInput, ReplayOptions, replay};
+    use sluice::model::parse::{ParseContext, parse_envelope};
+    use sluice::model::{AssetMap, Endpoint, Instrument, Record};
+    use sluice::record::{Codec, Item, RecordingReader};
+
+    let minutes: u32 = std::env::var("SLUICE_KEEPER_BENCH_MINUTES")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(3);
+    let dir = tempfile::tempdir().unwrap();
+    let recording = dir.path().join("synth.rec");
+    let opts = sluice::synth::SynthOptions {
+        minutes,
+        feeds: 8,
+        tokens: 5,
+        faults: false,
+        ..sluice::synth::SynthOptions::default()
+    };
+    sluice::synth::write_recording(&recording, Codec::Zstd, &opts).unwrap();
+    let config = Config::load(None, &[]).unwrap();
+    let feeds: BTreeSet<FeedId> = config
+        .debounce
+        .feeds
+        .iter()
+        .map(|f| f.id.parse().unwrap())
+        .collect();
+
+    // Naive: every stream event carrying any of the feeds is a transaction, every update of
+    // them an update fee.
+    let (mut naive_txs, mut naive_updates) = (0u64, 0u64);
+    let mut reader = RecordingReader::open(&recording).unwrap();
+    let assets = AssetMap::default();
+    let ctx = ParseContext {
+        assets: &assets,
+        max_future_skew_ms: 5_000,
+    };
+    while let Some(item) = reader.next_item().unwrap() {
+        let Item::Envelope(env) = item else { continue };
+        if env.endpoint != Endpoint::HermesStream {
+            continue;
+        }
+        let mut out = Vec::new();
+        parse_envelope(&env, &ctx, &mut out);
+        let n = out
+            .iter()
+            .filter(|r| matches!(r, Record::Price(t) if matches!(&t.instrument, Instrument::Feed(id) if feeds.contains(id))))
+            .count() as u64;
+        if n > 0 {
+            naive_txs += 1;
+            naive_updates += n;
+        }
+    }
+
+    // Debounced: the replay's push batches.
+    let pipeline = Pipeline::parse(
+        r#"name = "bench"
+sources = ["hermes", "chain"]
+computations = ["debounce"]
+sinks = ["journal"]"#,
+        "test",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    replay(
+        &config,
+        Wiring::new(&config, pipeline).unwrap(),
+        ReplayOptions {
+            input: RecordingInput::File(recording),
+            out_dir: out.clone(),
+            cluster: Cluster::default(),
+            progress: None,
+        },
+    )
+    .unwrap();
+    let batches: Vec<PushBatch> = std::fs::read_to_string(out.join("journal.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(r#""kind":"push_batch""#))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!batches.is_empty());
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let anvil = Anvil::start(&[]);
+    let contract = rt.block_on(deploy_mock_pyth(&anvil.url, 60, FEE));
+    let config = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
+    let (latencies, confirmed, gas) = rt.block_on(async {
+        let mut sink = ChainSink::open(&config, None, false).await.unwrap();
+        let mut latencies = Vec::new();
+        let (mut confirmed, mut gas) = (0u64, 0u64);
+        let mut now = 0;
+        for batch in &batches {
+            now += 1_000;
+            let started = Instant::now();
+            let events = sink.on_batch(batch, now).await;
+            if matches!(&events[..], [SinkEvent::TxSubmitted { .. }]) {
+                latencies.push(started.elapsed());
+                let SinkEvent::TxConfirmed { gas_used, .. } =
+                    tick_until(&mut sink, &mut now, is_confirmed).await
+                else {
+                    unreachable!()
+                };
+                confirmed += 1;
+                gas += gas_used;
+            }
+        }
+        (latencies, confirmed, gas)
+    });
+    let fees = rt.block_on(balance(&anvil.url, contract));
+    let mut sorted = latencies.clone();
+    sorted.sort();
+    let pct = |p: usize| sorted[(sorted.len() * p / 100).min(sorted.len() - 1)];
+    eprintln!(
+        "keeper bench: {minutes} min, {} feeds pushed: {} push batches -> {confirmed} transactions, update fees {fees} wei, gas {gas}; \
+         naive: {naive_txs} transactions, update fees {} wei; push_batch -> accepted by anvil p50 {:?} p99 {:?}",
+        feeds.len(),
+        batches.len(),
+        naive_updates * FEE,
+        pct(50),
+        pct(99)
+    );
+    assert!(confirmed > 0 && confirmed < naive_txs);
+    assert!(fees < U256::from(naive_updates * FEE));
+}
+
+#[tokio::test]
+async fn an_api_key_in_an_rpc_url_never_shows_in_errors() {
+    // Nothing listens there; the path stands for a provider's key.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!(
+            "http://127.0.0.1:{}/v2/SECRETAPIKEY",
+            l.local_addr().unwrap().port()
+        )
+    };
+    let client = ChainClient::connect(std::slice::from_ref(&dead))
+        .await
+        .unwrap();
+    let err = Observer::new(&client, [0; 20], vec![BTC])
+        .read_round()
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.starts_with("no RPC endpoint reachable"), "{text}");
+    assert!(!text.contains("SECRETAPIKEY"), "{text}");
+}
+
+#[tokio::test]
+async fn over_websocket_a_price_feed_update_log_triggers_a_read_at_once() {
+    use sluice::model::{Ingest, Source};
+    use sluice::sources::chain::ChainSource;
+    use sluice::sources::{LiveClock, SourceRegistry};
+
+    let anvil = Anvil::start(&[]);
+    let contract = deploy_mock_pyth(&anvil.url, 60, FEE).await;
+    let ws = format!("ws://127.0.0.1:{}", anvil.port);
+    let clock = LiveClock::new(10, std::time::Duration::from_millis(250), None);
+    let (emitter, rx, _) = clock.attach(Source::Chain);
+    let client = ChainClient::connect(&[ws]).await.unwrap();
+    // Polling alone would read once now, then not for a minute.
+    let source = ChainSource::new(
+        client,
+        contract.0.0,
+        vec![BTC],
+        std::time::Duration::from_secs(60),
+        emitter,
+        SourceRegistry::default(),
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(source.run(stop.clone()));
+    let envelopes = |n: usize| {
+        let rx = &rx;
+        async move {
+            let mut got = Vec::new();
+            for _ in 0..100 {
+                got.extend(rx.try_iter().filter_map(|i| match i {
+                    Ingest::Envelope(e) => Some(e),
+                    Ingest::Watermark(_) => None,
+                }));
+                if got.len() >= n {
+                    return got;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            panic!("{} envelopes, wanted {n}", got.len());
+        }
+    };
+    let first = envelopes(1).await;
+    assert!(
+        std::str::from_utf8(&first[0].raw)
+            .unwrap()
+            .contains("PriceFeedNotFound")
+    );
+    // Give the subscription a moment, then update the contract.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    IPyth::new(contract, wallet_provider(&anvil.url, KEY_1))
+        .updatePriceFeeds(vec![Bytes::from(update(BTC, 42, 1_000).encode())])
+        .value(U256::from(FEE))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let second = envelopes(1).await;
+    assert!(
+        std::str::from_utf8(&second[0].raw)
+            .unwrap()
+            .contains(r#""price":"42""#)
+    );
+    stop.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_feed_without_update_data_is_not_counted_as_pushed() {
+    let anvil = Anvil::start(&[]);
+    let contract = deploy_mock_pyth(&anvil.url, 60, FEE).await;
+    let config = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
+    let mut sink = ChainSink::open(&config, None, false).await.unwrap();
+    let mut b = batch(1, &[(BTC, 100, 1_000)]);
+    let without = batch(1, &[(ETH, 200, 1_000)]);
+    b.feeds.extend(without.feeds); // ETH listed, but no data carries it
+    let events = sink.on_batch(&b, 0).await;
+    assert!(
+        matches!(&events[..], [SinkEvent::TxSubmitted { ids, fee, .. }] if ids == &[BTC] && fee == "7"),
+        "{events:?}"
+    );
+    let mut now = 0;
+    tick_until(&mut sink, &mut now, is_confirmed).await;
+    assert_eq!(sink.keeper().known(&ETH), None);
+    assert_eq!(sink.keeper().known(&BTC), Some(1_000));
+}
+
+#[tokio::test]
+async fn two_keepers_sharing_a_key_take_turns_with_the_nonce() {
+    let anvil = Anvil::start(&["--no-mining"]);
+    let contract = deploy_without_automine(&anvil.url).await;
+    let config = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
+    let mut first = ChainSink::open(&config, None, false).await.unwrap();
+    let mut second = ChainSink::open(&config, None, false).await.unwrap();
+    let events = first.on_batch(&batch(1, &[(BTC, 100, 1_000)]), 0).await;
+    assert!(
+        matches!(&events[..], [SinkEvent::TxSubmitted { nonce: 0, .. }]),
+        "{events:?}"
+    );
+    // The same update from the other keeper stops in simulation; a newer one takes the next
+    // nonce instead of replacing the first keeper's transaction.
+    assert!(matches!(
+        &second.on_batch(&batch(1, &[(BTC, 100, 1_000)]), 0).await[..],
+        [SinkEvent::TxSkipped {
+            reason: SkipReason::NoFreshUpdate,
+            ..
+        }]
+    ));
+    let events = second.on_batch(&batch(2, &[(BTC, 101, 1_001)]), 0).await;
+    assert!(
+        matches!(&events[..], [SinkEvent::TxSubmitted { nonce: 1, .. }]),
+        "{events:?}"
+    );
+    mine(&anvil.url).await;
+    let mut now = 0;
+    tick_until(&mut first, &mut now, is_confirmed).await;
+    tick_until(&mut second, &mut now, is_confirmed).await;
+    let btc = price_on_chain(&anvil.url, contract, BTC).await.unwrap();
+    assert_eq!((btc.price, btc.publishTime), (101, U256::from(1_001)));
+    assert_eq!(balance(&anvil.url, contract).await, U256::from(2 * FEE));
+    assert_eq!(nonce(&anvil.url, KEY_1).await, 2);
+}
