@@ -949,3 +949,34 @@ fn bench_live_reports_latency_quantiles_per_rate_as_json() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// `sluice check` prints the effective configuration: keys redacted, RPC URLs without paths.
+
+#[test]
+fn check_prints_no_key_and_no_rpc_url_path() {
+    let rpc_key = "rpc-path-key-31c9e2";
+    let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("check")
+        .env("BIRDEYE_API_KEY", BIRDEYE_KEY)
+        .env("HERMES_API_KEY", HERMES_KEY)
+        .env(
+            "RPC_URL",
+            format!("https://eth.example.org/v2/{rpc_key}?token={rpc_key}"),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    for secret in [BIRDEYE_KEY, HERMES_KEY, rpc_key] {
+        assert!(
+            !text.contains(secret),
+            "sluice check shows a secret:\n{text}"
+        );
+    }
+    assert!(text.contains("https://eth.example.org"), "{text}");
+}

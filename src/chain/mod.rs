@@ -117,18 +117,7 @@ fn is_unreachable(e: &alloy::contract::Error) -> bool {
     )
 }
 
-/// An endpoint as it may be shown: scheme, host and port (paths often hold API keys).
-pub fn shown_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(u) => format!(
-            "{}://{}{}",
-            u.scheme(),
-            u.host_str().unwrap_or("?"),
-            u.port().map(|p| format!(":{p}")).unwrap_or_default()
-        ),
-        Err(_) => "<bad url>".into(),
-    }
-}
+pub use crate::config::shown_url;
 
 /// One endpoint.
 struct Endpoint {

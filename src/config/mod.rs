@@ -32,7 +32,7 @@ pub use live::{
     BirdeyeConfig, DexscreenerConfig, HermesConfig, HttpConfig, ServeConfig, SourcesConfig,
 };
 pub use pipeline::{Computation, Pipeline, SinkKind};
-pub use secret::{REDACTED, Secret};
+pub use secret::{REDACTED, Secret, shown_url};
 
 use crate::model::{Asset, AssetMap, FeedId, Instrument, TokenRef};
 
@@ -326,7 +326,12 @@ impl Config {
 
     /// The configuration as TOML, secrets redacted: what `sluice check` prints.
     pub fn to_redacted_toml(&self) -> Result<String, toml::ser::Error> {
-        toml::to_string_pretty(self)
+        // Secrets serialize redacted; RPC URLs may carry keys in their paths.
+        let mut shown = self.clone();
+        for url in &mut shown.chain.rpc_urls {
+            *url = shown_url(url);
+        }
+        toml::to_string_pretty(&shown)
     }
 }
 

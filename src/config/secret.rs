@@ -64,3 +64,24 @@ impl<'de> Deserialize<'de> for Secret {
         String::deserialize(d).map(Secret)
     }
 }
+
+/// An endpoint URL as it may be shown: scheme, host and port only. RPC providers put API keys
+/// in paths and queries (`https://eth.example.org/v2/<key>`), so logs, errors and `sluice
+/// check` show no more than this.
+///
+/// ```
+/// use sluice::config::shown_url;
+/// assert_eq!(shown_url("https://eth.example.org/v2/KEY?x=1"), "https://eth.example.org");
+/// assert_eq!(shown_url("ws://127.0.0.1:8546/"), "ws://127.0.0.1:8546");
+/// ```
+pub fn shown_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!(
+            "{}://{}{}",
+            u.scheme(),
+            u.host_str().unwrap_or("?"),
+            u.port().map(|p| format!(":{p}")).unwrap_or_default()
+        ),
+        Err(_) => "<bad url>".into(),
+    }
+}
