@@ -37,8 +37,17 @@ use crate::sources::{
     hermes, now_ms,
 };
 
-/// The sources this build can run live.
+/// The sources this build can always run live; the mesh joins them when `mesh.enabled`.
 pub const LIVE_SOURCES: [Source; 3] = [Source::Dexscreener, Source::Birdeye, Source::Hermes];
+
+/// The sources a live run with `config` can run.
+pub fn live_sources(config: &Config) -> Vec<Source> {
+    let mut sources = LIVE_SOURCES.to_vec();
+    if config.mesh.enabled {
+        sources.push(Source::Mesh);
+    }
+    sources
+}
 
 /// How long stopping sources may take before they are abandoned.
 const SOURCE_STOP_GRACE: Duration = Duration::from_secs(10);
@@ -154,16 +163,32 @@ fn asset_tokens(config: &Config) -> Vec<TokenRef> {
         .collect()
 }
 
+/// The addresses a mesh provider prices on Birdeye's chain: the configured ones and the
+/// assets' tokens on that chain.
+fn birdeye_addresses(config: &Config) -> Vec<String> {
+    let chain = config.birdeye.chain.as_str();
+    let mut addresses: Vec<String> = asset_tokens(config)
+        .iter()
+        .filter(|t| &*t.chain == chain)
+        .map(TokenRef::request_address)
+        .collect();
+    addresses.extend(config.birdeye.addresses.iter().cloned());
+    addresses.sort();
+    addresses.dedup();
+    addresses
+}
+
 /// Runs the live pipeline until stopped.
 pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<LiveReport, RunError> {
     let setup = |what: &str, e: &dyn std::fmt::Display| RunError::Setup(format!("{what}: {e}"));
     let _ = rustls::crypto::ring::default_provider().install_default();
     let hermes_ids = hermes_feeds(config).map_err(RunError::Setup)?;
+    let runnable = live_sources(config);
     let sources: Vec<Source> = Source::ALL
         .into_iter()
         .filter(|s| wiring.pipeline.has_source(*s))
         .filter(|s| {
-            let live = LIVE_SOURCES.contains(s);
+            let live = runnable.contains(s);
             if !live {
                 warn!(source = %s, "this build has no live {s} source; the run goes without it");
             }
@@ -203,10 +228,15 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
         recorder.clone(),
     );
     let mut emitters = Vec::new();
+    let mut mesh_emitter = None;
     let mut outlets = Vec::new();
     for &source in &sources {
         let (emitter, rx, activator) = clock.attach(source);
-        emitters.push(emitter);
+        if source == Source::Mesh {
+            mesh_emitter = Some(emitter);
+        } else {
+            emitters.push(emitter);
+        }
         outlets.push(Outlet {
             source,
             rx: Mutex::new(Some(rx)),
@@ -215,12 +245,13 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
     }
     let outlets = Arc::new(outlets);
     let mut apis = Vec::new();
-    for &source in &sources {
-        let spec = match source {
+    for emitter in &emitters {
+        let spec = match emitter.source() {
             Source::Dexscreener => dexscreener::provider(&config.dexscreener),
             Source::Birdeye => birdeye::provider(&config.birdeye),
             _ => hermes::provider(&config.hermes),
         };
+        let source = emitter.source();
         apis.push(
             Api::new(spec, &config.http, store.clone()).map_err(|e| setup(source.name(), &e))?,
         );
@@ -349,6 +380,41 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
                 Source::Mesh | Source::Chain => {}
             }
         }
+        let mesh = match mesh_emitter {
+            Some(emitter) => {
+                health.register(
+                    Source::Mesh,
+                    config
+                        .mesh
+                        .max_age_secs
+                        .max(config.mesh.provider_fetch_interval_secs.saturating_mul(2)),
+                    started_ms,
+                );
+                let mesh_store = match &store {
+                    Some(store) => Ok(store.clone()),
+                    None => open_store(&options.out_dir).map(|(store, _)| store),
+                };
+                match mesh_store {
+                    Ok(mesh_store) => crate::mesh::live::start(
+                        crate::mesh::live::LiveMesh {
+                            config: &config.mesh,
+                            birdeye: &config.birdeye,
+                            http: &config.http,
+                            addresses: birdeye_addresses(config),
+                            out_dir: &options.out_dir,
+                        },
+                        mesh_store,
+                        emitter,
+                        health.clone(),
+                    )
+                    .await
+                    .map(Some)
+                    .map_err(|e| setup("the mesh", &e)),
+                    Err(e) => Err(e),
+                }
+            }
+            None => Ok(None),
+        };
         let heartbeat = tokio::spawn(Arc::clone(&clock).heartbeat(sources_stop.clone()));
         if let Some(recorder) = recorder.clone() {
             let stop = sources_stop.clone();
@@ -370,6 +436,11 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
                 trending,
                 status_top: config.serve.status_top,
                 started_ms,
+                mesh: mesh
+                    .as_ref()
+                    .ok()
+                    .and_then(|m| m.as_ref())
+                    .map(|m| Arc::clone(&m.api)),
             });
             Server::start(listen, state, server_stop.clone())
                 .await
@@ -378,7 +449,7 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
         } else {
             Ok(None)
         };
-        if let Ok(server) = &server {
+        if let (Ok(server), Ok(_)) = (&server, &mesh) {
             info!(sources = ?sources, workers = cluster.workers, "live pipeline running");
             if let Some(on_ready) = options.on_ready {
                 on_ready(Ready {
@@ -397,10 +468,14 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
                 warn!("a source did not stop in time; abandoning it");
             }
         }
+        if let Ok(Some(mesh)) = &mesh {
+            mesh.stop().await;
+        }
         let _ = heartbeat.await;
         clock.close();
         let joined = tokio::task::spawn_blocking(move || guards.join()).await;
         server_stop.cancel();
+        mesh?;
         let server = server?;
         if let Some(server) = server {
             server.join().await;

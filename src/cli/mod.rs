@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_live;
+mod bench_mesh;
 mod replay;
 mod run;
 mod summary;

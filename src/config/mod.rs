@@ -13,6 +13,7 @@
 
 mod computations;
 mod live;
+mod mesh;
 mod pipeline;
 mod secret;
 
@@ -29,6 +30,7 @@ pub use computations::{
 pub use live::{
     BirdeyeConfig, DexscreenerConfig, HermesConfig, HttpConfig, ServeConfig, SourcesConfig,
 };
+pub use mesh::MeshConfig;
 pub use pipeline::{Computation, Pipeline, SinkKind};
 pub use secret::{REDACTED, Secret};
 
@@ -43,6 +45,8 @@ pub const SEED_ENV: &[(&str, &str)] = &[
     ("BIRDEYE_API_KEY", "birdeye.api_key"),
     ("HERMES_API_KEY", "hermes.api_key"),
     ("PRIVATE_KEY", "chain.private_key"),
+    ("MESH_OPERATOR_KEY", "mesh.operator_key"),
+    ("MESH_ADMIN_TOKEN", "mesh.admin_token"),
     (
         "MIN_PRICE_CHANGE_PERCENT",
         "debounce.min_price_change_percent",
@@ -87,6 +91,8 @@ pub struct Config {
     pub sources: SourcesConfig,
     /// The operations server.
     pub serve: ServeConfig,
+    /// The signed price mesh.
+    pub mesh: MeshConfig,
     /// Assets and the identifiers that price them.
     #[serde(default)]
     pub assets: Vec<AssetConfig>,
@@ -275,6 +281,9 @@ impl Config {
         self.serve
             .validate()
             .map_err(|(key, problem)| invalid(&format!("serve.{key}"), problem))?;
+        self.mesh
+            .validate()
+            .map_err(|(key, problem)| invalid(&format!("mesh.{key}"), problem))?;
         if self.sources.watermark_interval_ms == 0 {
             return Err(invalid(
                 "sources.watermark_interval_ms",

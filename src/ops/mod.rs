@@ -6,5 +6,6 @@
 
 pub mod debounce;
 pub mod fusion;
+pub mod mesh;
 pub mod risk;
 pub mod trending;
