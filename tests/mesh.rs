@@ -747,3 +747,167 @@ async fn providers_make_one_birdeye_call_per_window_and_cover_for_each_other() {
     }
     venue.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_turns_a_live_provider_on_and_off() {
+    use figment::value::Value;
+    use sluice::config::Config;
+    use sluice::dataflow::run::RecordingInput;
+    use sluice::mesh::live::{LiveMesh, start};
+    use sluice::model::{Endpoint, Source};
+    use sluice::record::Codec;
+    use sluice::sources::{LiveClock, SourceRegistry};
+    use sluice::venue::{Venue, VenueOptions};
+
+    const KEY: &str = "be-admin-enable-key-0c4d";
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let root = TempDir::new().unwrap();
+    let recording = root.path().join("venue.rec");
+    let opts = sluice::synth::SynthOptions {
+        minutes: 2,
+        feeds: 2,
+        tokens: 5,
+        seed: 8,
+        start_ms: now_ms() as u64,
+        faults: false,
+    };
+    sluice::synth::write_recording(&recording, Codec::Zstd, &opts).unwrap();
+    let venue = Venue::start(
+        RecordingInput::File(recording),
+        "127.0.0.1:0".parse().unwrap(),
+        VenueOptions {
+            birdeye_api_key: Some(KEY.into()),
+            ..VenueOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let birdeye_calls = || venue.stats().endpoint(Endpoint::BirdeyeMultiPrice).requests;
+
+    let out = root.path().join("live");
+    let identity = out.join("mesh_identity.key");
+    let live_peer = load_or_create_identity(&identity)
+        .unwrap()
+        .public()
+        .to_peer_id();
+    let origin = origin_hex(&operator(3).verifying_key());
+    let mut receiver = TestNode::new(root.path(), "receiver");
+    let config = Config::load(
+        None,
+        &[
+            ("mesh.enabled", true.into()),
+            ("mesh.provider", true.into()),
+            ("mesh.listen", "/ip4/127.0.0.1/tcp/0".into()),
+            ("mesh.identity_file", identity.display().to_string().into()),
+            ("mesh.topic", "sluice/test-prices/1".into()),
+            ("mesh.operator_key", "03".repeat(32).into()),
+            ("mesh.admin_token", ADMIN.into()),
+            (
+                "mesh.allowed_peers",
+                Value::from(vec![Value::from(receiver.peer().to_string())]),
+            ),
+            (
+                "mesh.allowed_origins",
+                Value::from(vec![Value::from(origin.clone())]),
+            ),
+            ("mesh.provider_fetch_interval_secs", 2u64.into()),
+            ("mesh.coordination_window_secs", 1u64.into()),
+            ("birdeye.base_url", venue.birdeye_url().into()),
+            ("birdeye.requests_per_second", 20u64.into()),
+        ],
+    )
+    .unwrap();
+    let clock = LiveClock::new(10, Duration::from_millis(100), None);
+    let (emitter, envelopes, _) = clock.attach(Source::Mesh);
+    let (store, _) = Store::open(&out.join("store")).unwrap();
+    let mesh = start(
+        LiveMesh {
+            config: &config.mesh,
+            birdeye: &config.birdeye,
+            http: &config.http,
+            addresses: vec!["So11111111111111111111111111111111111111112".into()],
+            out_dir: &out,
+        },
+        store,
+        emitter,
+        SourceRegistry::default(),
+    )
+    .await
+    .unwrap();
+    receiver
+        .start(Plan {
+            allowed: vec![live_peer],
+            origins: vec![origin.clone()],
+            bootstrap: mesh.node.addrs(),
+            operator: None,
+        })
+        .await;
+    settle(&[&receiver], &[1]).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = sluice::serve::mesh::router(Arc::clone(&mesh.api));
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = reqwest::Client::new();
+    let post = async |path: &str, token: Option<&str>, body: serde_json::Value| {
+        let mut request = client.post(format!("{base}{path}")).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+
+    // No Birdeye key yet: the provider calls nobody.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(birdeye_calls(), 0);
+    let body = serde_json::json!({"api_key": KEY});
+    assert_eq!(
+        post("/api/mesh/provider/enable", None, body.clone())
+            .await
+            .0,
+        401
+    );
+    let (status, text) = post("/api/mesh/provider/enable", Some(ADMIN), body).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(!text.contains(KEY), "the key is never echoed: {text}");
+    let answer: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(answer["success"], true);
+    assert_eq!(answer["data"]["has_api_key"], true);
+    until("the receiver gets the provider's prices", async || {
+        !receiver.inbox.lock().unwrap().is_empty()
+    })
+    .await;
+    assert!(birdeye_calls() >= 1);
+    // The provider's own prices are envelopes of its live run too.
+    let own = tokio::task::spawn_blocking(move || envelopes.recv_timeout(WAIT))
+        .await
+        .unwrap();
+    assert!(own.is_ok(), "the provider's own prices reach its dataflow");
+
+    let (status, text) = post(
+        "/api/mesh/provider/disable",
+        Some(ADMIN),
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let calls = birdeye_calls();
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
+    assert_eq!(birdeye_calls(), calls, "a disabled provider calls nobody");
+    let status: serde_json::Value = client
+        .get(format!("{base}/api/mesh/provider/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["data"]["enabled"], false, "{status}");
+
+    server.abort();
+    mesh.stop().await;
+    clock.close();
+    receiver.stop().await;
+    venue.shutdown().await;
+}

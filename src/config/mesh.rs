@@ -127,3 +127,48 @@ impl MeshConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use figment::value::Value;
+
+    fn load(extra: &[(&str, Value)]) -> Result<Config, String> {
+        let mut overrides: Vec<(&str, Value)> = vec![("mesh.enabled", true.into())];
+        overrides.extend(extra.iter().cloned());
+        Config::load(None, &overrides).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_load_and_mistakes_name_their_key() {
+        let config = load(&[]).unwrap();
+        assert_eq!(config.mesh.seen_messages_cache_size, 20_000);
+        assert_eq!(config.mesh.provider_fetch_interval_secs, 30);
+        assert_eq!(config.mesh.coordination_window_secs, 5);
+        let no_peer = Value::from(vec![Value::from("/ip4/127.0.0.1/tcp/4001")]);
+        let err = load(&[("mesh.bootstrap", no_peer)]).unwrap_err();
+        assert!(
+            err.contains("mesh.bootstrap") && err.contains("/p2p/"),
+            "{err}"
+        );
+        let bad_origin = Value::from(vec![Value::from("abc")]);
+        let err = load(&[("mesh.allowed_origins", bad_origin)]).unwrap_err();
+        assert!(err.contains("mesh.allowed_origins"), "{err}");
+        let err = load(&[("mesh.coordination_window_secs", 30u64.into())]).unwrap_err();
+        assert!(err.contains("mesh.coordination_window_secs"), "{err}");
+        let err = load(&[("mesh.provider", true.into())]).unwrap_err();
+        assert!(err.contains("mesh.provider"), "{err}");
+    }
+
+    #[test]
+    fn keys_are_redacted() {
+        let config = load(&[
+            ("mesh.operator_key", "07".repeat(32).into()),
+            ("mesh.admin_token", "tok-zz9".into()),
+        ])
+        .unwrap();
+        let shown = config.to_redacted_toml().unwrap();
+        assert!(!shown.contains("0707") && !shown.contains("tok-zz9"));
+        assert!(!format!("{config:?}").contains("tok-zz9"));
+    }
+}

@@ -37,6 +37,9 @@ use crate::store::Store;
 /// How often bootstrap peers that are not connected are dialled again.
 const REDIAL_EVERY: Duration = Duration::from_secs(2);
 
+/// How often pending seen ids are written to the store.
+const PERSIST_EVERY: Duration = Duration::from_millis(200);
+
 /// Largest control message (provider announcements are tiny).
 const MAX_CONTROL_BYTES: usize = 512;
 
@@ -408,6 +411,8 @@ impl NodeTask {
     ) {
         let mut redial = tokio::time::interval(REDIAL_EVERY);
         redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut persist = tokio::time::interval(PERSIST_EVERY);
+        persist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
@@ -417,6 +422,11 @@ impl NodeTask {
                 },
                 event = self.swarm.select_next_some() => self.event(event),
                 _ = redial.tick() => self.redial(),
+                _ = persist.tick() => {
+                    if let Err(e) = self.seen.persist() {
+                        warn!(error = %e, "persisting seen message ids failed");
+                    }
+                }
             }
         }
         if let Err(e) = self.seen.flush() {

@@ -208,6 +208,10 @@ pub async fn run(
         }
         debug!(window, rank, "fetching for the mesh");
         let key = state.key();
+        if key.is_empty() {
+            // Enabled without a Birdeye key: nothing to fetch with until one is given.
+            continue;
+        }
         let fresh_api = match &api {
             Some((k, _)) if *k == key => None,
             _ => {

@@ -1,13 +1,22 @@
 //! The seen-message cache backed by the sled tree `mesh_seen_messages` (id → expiry ms, big
 //! endian), so a restarted node still refuses what it saw before.
+//!
+//! Lookups are answered from memory. Writes go to sled in batches: when [`BATCH`] are pending,
+//! when the node calls [`SeenStore::persist`] (every few hundred ms), and at shutdown. One sled
+//! write per message would halve the validation rate; the price is that a crash (not a stop)
+//! can forget the ids of the last moments, which the age rule still bounds.
 
 use crate::ops::mesh::seen::{Id, SeenCache};
 use crate::store::{StateWrite, Store, StoreError, Tree};
 
-/// A [`SeenCache`] that writes through to the store.
+/// Pending writes that trigger a batch.
+pub const BATCH: usize = 512;
+
+/// A [`SeenCache`] that writes behind to the store.
 pub struct SeenStore {
     cache: SeenCache,
     store: Store,
+    pending: Vec<StateWrite>,
 }
 
 impl SeenStore {
@@ -27,8 +36,13 @@ impl SeenStore {
                 _ => stale.push(key),
             }
         }
-        let mut seen = SeenStore { cache, store };
-        seen.remove(stale)?;
+        let mut seen = SeenStore {
+            cache,
+            store,
+            pending: Vec::new(),
+        };
+        seen.pending.extend(stale.into_iter().map(removal));
+        seen.persist()?;
         Ok(seen)
     }
 
@@ -47,29 +61,35 @@ impl SeenStore {
         self.cache.is_empty()
     }
 
-    /// Remembers `id` until `expiry_ms`, here and in the store.
+    /// Remembers `id` until `expiry_ms`, in memory now and in the store with the next batch.
     pub fn insert(&mut self, id: Id, expiry_ms: i64, now_ms: i64) -> Result<(), StoreError> {
         let removed = self.cache.insert(id, expiry_ms, now_ms).removed;
-        let mut writes = vec![StateWrite {
+        self.pending.push(StateWrite {
             tree: Tree::MeshSeen,
             key: id.to_vec(),
             value: Some(expiry_ms.to_be_bytes().to_vec()),
             version: None,
-        }];
-        writes.extend(removed.iter().map(|id| removal(id.to_vec())));
-        self.store.apply(&writes)
+        });
+        self.pending
+            .extend(removed.iter().map(|id| removal(id.to_vec())));
+        if self.pending.len() >= BATCH {
+            self.persist()?;
+        }
+        Ok(())
     }
 
-    fn remove(&mut self, keys: Vec<Vec<u8>>) -> Result<(), StoreError> {
-        if keys.is_empty() {
+    /// Writes the pending changes to the store, in order.
+    pub fn persist(&mut self) -> Result<(), StoreError> {
+        if self.pending.is_empty() {
             return Ok(());
         }
-        let writes: Vec<StateWrite> = keys.into_iter().map(removal).collect();
+        let writes = std::mem::take(&mut self.pending);
         self.store.apply(&writes)
     }
 
-    /// Flushes the store (at shutdown).
-    pub fn flush(&self) -> Result<(), StoreError> {
+    /// Persists and flushes the store (at shutdown).
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        self.persist()?;
         self.store.flush()
     }
 }

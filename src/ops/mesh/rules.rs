@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use ed25519_dalek::VerifyingKey;
 
-use super::signed::{SignatureProblem, verify_wire};
+use super::signed::{SignatureProblem, verify_parts};
 use crate::model::parse::mesh::{MESH_VERSION, MeshPriceMessage, split_wire};
 
 /// Exponents a price may carry.
@@ -135,7 +135,7 @@ pub fn check(wire: &[u8], now_ms: i64, policy: &Policy) -> Result<MeshPriceMessa
         .origins
         .get(&msg.origin.to_ascii_lowercase())
         .ok_or(Rejection::UnknownOrigin)?;
-    verify_wire(wire, key).map_err(|e| match e {
+    verify_parts(parts.msg.get().as_bytes(), &parts.sig, key).map_err(|e| match e {
         SignatureProblem::Malformed => Rejection::Malformed,
         SignatureProblem::Invalid => Rejection::BadSignature,
     })?;

@@ -37,9 +37,14 @@ pub enum SignatureProblem {
 /// Checks that `wire`'s signature verifies under `key` (strict verification).
 pub fn verify_wire(wire: &[u8], key: &VerifyingKey) -> Result<(), SignatureProblem> {
     let parts = split_wire(wire).map_err(|_| SignatureProblem::Malformed)?;
+    verify_parts(parts.msg.get().as_bytes(), &parts.sig, key)
+}
+
+/// Checks that `sig_hex` signs `msg` under `key` (strict verification).
+pub fn verify_parts(msg: &[u8], sig_hex: &str, key: &VerifyingKey) -> Result<(), SignatureProblem> {
     let mut sig = [0u8; 64];
-    hex::decode_to_slice(parts.sig.as_bytes(), &mut sig).map_err(|_| SignatureProblem::Invalid)?;
-    key.verify_strict(parts.msg.get().as_bytes(), &Signature::from_bytes(&sig))
+    hex::decode_to_slice(sig_hex.as_bytes(), &mut sig).map_err(|_| SignatureProblem::Invalid)?;
+    key.verify_strict(msg, &Signature::from_bytes(&sig))
         .map_err(|_| SignatureProblem::Invalid)
 }
 
