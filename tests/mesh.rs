@@ -423,6 +423,7 @@ async fn a_live_run_records_mesh_prices_and_replays_to_the_same_journal() {
         .public()
         .to_peer_id();
     let origin = origin_hex(&operator(1).verifying_key());
+    let other = origin_hex(&operator(2).verifying_key());
     let mut publisher = TestNode::new(root.path(), "publisher");
     publisher
         .start(Plan {
@@ -432,25 +433,39 @@ async fn a_live_run_records_mesh_prices_and_replays_to_the_same_journal() {
             operator: Some(operator(1)),
         })
         .await;
+    // A second provider that disagrees by 10 %.
+    let mut dissenter = TestNode::new(root.path(), "dissenter");
+    dissenter
+        .start(Plan {
+            allowed: vec![live_peer],
+            origins: vec![other.clone()],
+            bootstrap: vec![],
+            operator: Some(operator(2)),
+        })
+        .await;
     let overrides: Vec<(&str, Value)> = vec![
         ("mesh.enabled", true.into()),
         ("mesh.listen", "/ip4/127.0.0.1/tcp/0".into()),
         ("mesh.identity_file", identity.display().to_string().into()),
         ("mesh.topic", "sluice/test-prices/1".into()),
-        (
-            "mesh.bootstrap",
-            Value::from(vec![Value::from(publisher.addr().to_string())]),
-        ),
-        (
-            "mesh.allowed_origins",
-            Value::from(vec![Value::from(origin.clone())]),
-        ),
         ("serve.listen", "127.0.0.1:0".into()),
         ("mesh.admin_token", ADMIN.into()),
         ("journal.inputs", true.into()),
         ("sources.watermark_interval_ms", 100u64.into()),
     ];
-    let config = Config::load(None, &overrides).unwrap();
+    // The lists go in a config file.
+    let file = root.path().join("mesh.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[mesh]\nbootstrap = [\"{}\", \"{}\"]\nallowed_origins = [\"{origin}\", \"{other}\"]\n",
+            publisher.addr(),
+            dissenter.addr()
+        ),
+    )
+    .unwrap();
+    let config = Config::load(Some(&file), &overrides).unwrap();
+    assert_eq!(config.mesh.bootstrap.len(), 2);
     let mut pipeline = Pipeline::default_pipeline().unwrap();
     pipeline.sources = vec![Source::Mesh];
     let recording = root.path().join("live.rec");
@@ -473,7 +488,7 @@ async fn a_live_run_records_mesh_prices_and_replays_to_the_same_journal() {
         .expect("the live run never became ready");
     let base = format!("http://{}", serve_addr.unwrap());
     assert_eq!(sources, vec![Source::Mesh]);
-    settle(&[&publisher], &[1]).await;
+    settle(&[&publisher, &dissenter], &[1, 1]).await;
     for seq in 0..5 {
         publisher
             .node()
@@ -481,6 +496,11 @@ async fn a_live_run_records_mesh_prices_and_replays_to_the_same_journal() {
             .await
             .unwrap();
     }
+    dissenter
+        .node()
+        .publish_price("SOL", 15_660_000, -5, now_ms(), None)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
 
     // The seed's API on the operations server.
@@ -497,17 +517,22 @@ async fn a_live_run_records_mesh_prices_and_replays_to_the_same_journal() {
     };
     let prices = get("/api/mesh/prices?asset=SOL").await;
     assert_eq!(prices["success"], true, "{prices}");
+    let latest = prices["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["origin"] == origin.as_str())
+        .unwrap();
+    assert_eq!(latest["mantissa"], 14_237_004, "the latest price: {prices}");
     assert_eq!(
-        prices["data"][0]["mantissa"], 14_237_004,
-        "the latest price: {prices}"
+        prices["data"].as_array().unwrap().len(),
+        2,
+        "one per origin"
     );
-    assert_eq!(prices["data"][0]["origin"], origin.as_str());
     let network = get("/api/mesh/network/status").await;
-    assert_eq!(network["data"]["connected_peers"], 1, "{network}");
-    assert_eq!(
-        network["data"]["active_providers"][0]["origin"],
-        origin.as_str()
-    );
+    assert_eq!(network["data"]["connected_peers"], 2, "{network}");
+    let active = network["data"]["active_providers"].as_array().unwrap();
+    assert_eq!(active.len(), 2, "{network}");
     assert_eq!(network["data"]["data_freshness"], "Fresh");
     let enable = |token: Option<&str>| {
         let mut request = client
@@ -547,6 +572,7 @@ async fn a_live_run_records_mesh_prices_and_replays_to_the_same_journal() {
         .unwrap()
         .unwrap();
     publisher.stop().await;
+    dissenter.stop().await;
 
     let journal = std::fs::read(&report.journal).unwrap();
     let text = String::from_utf8_lossy(&journal);
@@ -554,8 +580,13 @@ async fn a_live_run_records_mesh_prices_and_replays_to_the_same_journal() {
         .lines()
         .filter(|l| l.contains("\"mesh_price\""))
         .count();
-    assert_eq!(mesh_lines, 5, "{text}");
+    assert_eq!(mesh_lines, 6, "{text}");
     assert!(text.contains(&format!("mesh:{origin}")));
+    assert!(
+        text.lines()
+            .any(|l| l.contains("price_discrepancy") && l.contains(&format!("mesh:{other}"))),
+        "fusion flags the providers' disagreement: {text}"
+    );
 
     let replay_out = root.path().join("replay");
     let wiring = Wiring::new(&config, pipeline).unwrap();

@@ -172,3 +172,24 @@ mod tests {
         assert!(!format!("{config:?}").contains("tok-zz9"));
     }
 }
+
+#[cfg(test)]
+mod list_tests {
+    use crate::config::Config;
+
+    #[test]
+    fn bootstrap_lists_load_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        let a = "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWM4n6jDhUkQrgwF8wzNFfuE4qdEQShdzatC6UxjbuXUvZ";
+        let b = "/ip4/127.0.0.1/tcp/2/p2p/12D3KooWM4n6jDhUkQrgwF8wzNFfuE4qdEQShdzatC6UxjbuXUvZ";
+        std::fs::write(&file, format!("[mesh]\nbootstrap = [\"{a}\", \"{b}\"]\n")).unwrap();
+        let config = Config::load(Some(&file), &[]).unwrap();
+        assert_eq!(
+            config.mesh.bootstrap.len(),
+            2,
+            "{:?}",
+            config.mesh.bootstrap
+        );
+    }
+}

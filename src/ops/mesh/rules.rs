@@ -4,8 +4,9 @@
 //! publish time (not beyond the skew bound ahead, not older than the maximum age). Whether the
 //! id was seen before is the [`super::seen`] cache's call. Each failure has a stable reason
 //! label (the `reason` of `mesh_messages_rejected_total`) and a verdict for gossipsub: content
-//! that can never be valid is rejected (the sender's score drops), time-dependent failures are
-//! ignored (a slow honest relay is not punished).
+//! that can never be valid is rejected (the sender's score drops); time-dependent failures and
+//! unknown origins are ignored (a slow honest relay, or one whose allowlist is newer, is not
+//! punished).
 
 use std::collections::HashMap;
 
@@ -115,8 +116,15 @@ impl Rejection {
     }
 
     /// True when the sender is penalised (gossipsub `Reject`); false for `Ignore`.
+    ///
+    /// An unknown origin is not penalised: while a new operator is being added, nodes still on
+    /// the old allowlist would otherwise graylist the honest peers relaying its prices and
+    /// split the mesh. Such a message is still refused, counted and never relayed.
     pub const fn penalises(self) -> bool {
-        !matches!(self, Rejection::Stale | Rejection::Replayed)
+        !matches!(
+            self,
+            Rejection::Stale | Rejection::Replayed | Rejection::UnknownOrigin
+        )
     }
 }
 
