@@ -189,7 +189,9 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
         .filter(|s| wiring.pipeline.has_source(*s))
         .filter(|s| {
             let live = runnable.contains(s);
-            if !live {
+            if !live && *s == Source::Mesh {
+                warn!("mesh.enabled is false; the run goes without the mesh");
+            } else if !live {
                 warn!(source = %s, "this build has no live {s} source; the run goes without it");
             }
             live

@@ -12,8 +12,11 @@ use crate::config::Secret;
 /// Loads the node keypair at `path`, or creates one there (mode 0600).
 pub fn load_or_create_identity(path: &Path) -> Result<Keypair, String> {
     match std::fs::read(path) {
-        Ok(bytes) => Keypair::from_protobuf_encoding(&bytes)
-            .map_err(|e| format!("node identity {}: not a keypair ({e})", path.display())),
+        Ok(bytes) => {
+            warn_if_readable_by_others(path);
+            Keypair::from_protobuf_encoding(&bytes)
+                .map_err(|e| format!("node identity {}: not a keypair ({e})", path.display()))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let keypair = Keypair::generate_ed25519();
             let bytes = keypair
@@ -29,6 +32,24 @@ pub fn load_or_create_identity(path: &Path) -> Result<Keypair, String> {
         }
         Err(e) => Err(format!("reading node identity {}: {e}", path.display())),
     }
+}
+
+/// Warns when a key file can be read by others than its owner (the path, never the key).
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                path = %path.display(),
+                "a key file is readable by others; make it 0600"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -48,6 +69,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Errors never contain the key.
 pub fn operator_key(file: &str, inline: &Secret) -> Result<Option<SigningKey>, String> {
     let text = if !file.is_empty() {
+        warn_if_readable_by_others(Path::new(file));
         Secret::new(
             std::fs::read_to_string(file)
                 .map_err(|e| format!("operator key file {file}: {e}"))?
