@@ -65,6 +65,19 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
+/// Creates a new operator signing key at `path` (64 hex digits, mode 0600; an existing file is
+/// never overwritten) and returns its public origin.
+pub fn create_operator_key(path: &Path) -> Result<String, String> {
+    let pair = libp2p::identity::ed25519::Keypair::generate().to_bytes();
+    let mut seed = [0u8; 32];
+    seed.copy_from_slice(&pair[..32]);
+    let key = SigningKey::from_bytes(&seed);
+    let text = Secret::new(hex::encode(seed));
+    write_private(path, text.expose().as_bytes())
+        .map_err(|e| format!("writing operator key {}: {e}", path.display()))?;
+    Ok(crate::ops::mesh::signed::origin_hex(&key.verifying_key()))
+}
+
 /// The operator key from `file` (64 hex digits) or else `inline`; `None` when neither is set.
 /// Errors never contain the key.
 pub fn operator_key(file: &str, inline: &Secret) -> Result<Option<SigningKey>, String> {
@@ -103,6 +116,21 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn created_operator_keys_load_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("operator.key");
+        let origin = create_operator_key(&path).unwrap();
+        let key = operator_key(path.to_str().unwrap(), &Secret::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            crate::ops::mesh::signed::origin_hex(&key.verifying_key()),
+            origin
+        );
+        assert!(create_operator_key(&path).is_err(), "never overwritten");
     }
 
     #[test]
