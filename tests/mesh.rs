@@ -369,6 +369,16 @@ async fn hostile_input_is_refused_counted_and_never_relayed() {
                     .any(|(p, score)| *p == peer && *score < GRAYLIST_THRESHOLD)
             })
             .await;
+            if reason == Rejection::BadSignature {
+                // Graylisted: even a valid price from it is no longer looked at.
+                attacker
+                    .node()
+                    .publish_wire(price(&good, 100, |_| {}))
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(1_000)).await;
+                assert_eq!(target.node().stats().accepted(), 0);
+            }
         }
         attacker.stop().await;
     }
