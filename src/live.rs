@@ -163,21 +163,6 @@ fn asset_tokens(config: &Config) -> Vec<TokenRef> {
         .collect()
 }
 
-/// The addresses a mesh provider prices on Birdeye's chain: the configured ones and the
-/// assets' tokens on that chain.
-fn birdeye_addresses(config: &Config) -> Vec<String> {
-    let chain = config.birdeye.chain.as_str();
-    let mut addresses: Vec<String> = asset_tokens(config)
-        .iter()
-        .filter(|t| &*t.chain == chain)
-        .map(TokenRef::request_address)
-        .collect();
-    addresses.extend(config.birdeye.addresses.iter().cloned());
-    addresses.sort();
-    addresses.dedup();
-    addresses
-}
-
 /// Runs the live pipeline until stopped.
 pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<LiveReport, RunError> {
     let setup = |what: &str, e: &dyn std::fmt::Display| RunError::Setup(format!("{what}: {e}"));
@@ -402,7 +387,8 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
                             config: &config.mesh,
                             birdeye: &config.birdeye,
                             http: &config.http,
-                            addresses: birdeye_addresses(config),
+                            addresses: config.birdeye.addresses.clone(),
+                            tracked: Some(tracked.clone()),
                             out_dir: &options.out_dir,
                         },
                         mesh_store,

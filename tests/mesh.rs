@@ -701,6 +701,7 @@ async fn providers_make_one_birdeye_call_per_window_and_cover_for_each_other() {
         birdeye: config.birdeye.clone(),
         http: config.http.clone(),
         addresses: addresses.iter().take(5).cloned().collect(),
+        tracked: None,
         interval_ms: INTERVAL_MS,
         coordination_ms: COORDINATION_MS,
         enabled: true,
@@ -795,9 +796,10 @@ async fn the_admin_api_turns_a_live_provider_on_and_off() {
     use sluice::config::Config;
     use sluice::dataflow::run::RecordingInput;
     use sluice::mesh::live::{LiveMesh, start};
+    use sluice::model::TokenRef;
     use sluice::model::{Endpoint, Source};
     use sluice::record::Codec;
-    use sluice::sources::{LiveClock, SourceRegistry};
+    use sluice::sources::{LiveClock, SourceRegistry, TrackedTokens};
     use sluice::venue::{Venue, VenueOptions};
 
     const KEY: &str = "be-admin-enable-key-0c4d";
@@ -866,7 +868,12 @@ async fn the_admin_api_turns_a_live_provider_on_and_off() {
             config: &config.mesh,
             birdeye: &config.birdeye,
             http: &config.http,
-            addresses: vec!["So11111111111111111111111111111111111111112".into()],
+            addresses: vec![],
+            tracked: Some(TrackedTokens::with_fixed([TokenRef::parse(
+                "solana",
+                "So11111111111111111111111111111111111111112",
+            )
+            .unwrap()])),
             out_dir: &out,
         },
         store,

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{BirdeyeConfig, HttpConfig, MeshConfig};
 use crate::model::{Endpoint, Source};
 use crate::serve::mesh::MeshApi;
-use crate::sources::{Emitter, SourceRegistry, now_ms};
+use crate::sources::{Emitter, SourceRegistry, TrackedTokens, now_ms};
 use crate::store::Store;
 
 use super::book::PriceBook;
@@ -46,8 +46,10 @@ pub struct LiveMesh<'a> {
     pub birdeye: &'a BirdeyeConfig,
     /// The HTTP layer, for a provider.
     pub http: &'a HttpConfig,
-    /// Addresses a provider prices.
+    /// Addresses a provider always prices.
     pub addresses: Vec<String>,
+    /// The run's tracked tokens, which a provider prices too.
+    pub tracked: Option<TrackedTokens>,
     /// The run's output directory (the identity file's default home).
     pub out_dir: &'a Path,
 }
@@ -92,6 +94,7 @@ pub async fn start(
             birdeye: mesh.birdeye.clone(),
             http: mesh.http.clone(),
             addresses: mesh.addresses,
+            tracked: mesh.tracked,
             interval_ms,
             coordination_ms: i64::try_from(config.coordination_window_secs.saturating_mul(1000))
                 .unwrap_or(i64::MAX),

@@ -26,7 +26,7 @@ use crate::model::{AssetMap, Endpoint, Envelope, Record};
 use crate::net::http::{Api, Call};
 use crate::ops::mesh::rendezvous;
 use crate::sources::birdeye::{MAX_ADDRESSES, provider as birdeye_provider};
-use crate::sources::now_ms;
+use crate::sources::{TrackedTokens, now_ms};
 
 /// How often a provider announces itself.
 const ANNOUNCE_EVERY: Duration = Duration::from_millis(500);
@@ -60,8 +60,11 @@ pub struct ProviderSettings {
     pub birdeye: BirdeyeConfig,
     /// The HTTP layer.
     pub http: HttpConfig,
-    /// Addresses to price on `birdeye.chain`.
+    /// Addresses always priced on `birdeye.chain`.
     pub addresses: Vec<String>,
+    /// The run's tracked tokens (assets, and trending ones when `birdeye.include_trending`),
+    /// priced too.
+    pub tracked: Option<TrackedTokens>,
     /// The fetch window (ms).
     pub interval_ms: i64,
     /// The stand-by delay per rank (ms).
@@ -273,7 +276,17 @@ async fn fetch_and_publish(
         max_future_skew_ms: 5_000,
     };
     let mut published = false;
-    for batch in settings.addresses.chunks(MAX_ADDRESSES) {
+    let mut addresses = settings.addresses.clone();
+    if let Some(tracked) = &settings.tracked
+        && let Some(tokens) = tracked
+            .by_chain(settings.birdeye.include_trending)
+            .get(chain)
+    {
+        addresses.extend(tokens.iter().map(|t| t.request_address()));
+    }
+    addresses.sort();
+    addresses.dedup();
+    for batch in addresses.chunks(MAX_ADDRESSES) {
         state.attempts.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("mesh_provider_fetch_attempts_total").increment(1);
         let path = format!("/defi/multi_price?list_address={}", batch.join(","));
