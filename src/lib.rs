@@ -22,6 +22,7 @@ pub mod chain;
 pub mod config;
 pub mod dataflow;
 pub mod live;
+pub mod mesh;
 pub mod model;
 pub mod net;
 pub mod ops;

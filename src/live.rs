@@ -37,14 +37,23 @@ use crate::sources::{
     hermes, now_ms,
 };
 
-/// The sources this build can run live (the chain observer only with `chain.rpc_urls` and
-/// `chain.contract_address` set).
+/// The sources this build can always run live (the chain observer only with `chain.rpc_urls`
+/// and `chain.contract_address` set); the mesh joins them when `mesh.enabled`.
 pub const LIVE_SOURCES: [Source; 4] = [
     Source::Dexscreener,
     Source::Birdeye,
     Source::Hermes,
     Source::Chain,
 ];
+
+/// The sources a live run with `config` can run.
+pub fn live_sources(config: &Config) -> Vec<Source> {
+    let mut sources = LIVE_SOURCES.to_vec();
+    if config.mesh.enabled {
+        sources.push(Source::Mesh);
+    }
+    sources
+}
 
 /// How long stopping sources may take before they are abandoned.
 const SOURCE_STOP_GRACE: Duration = Duration::from_secs(10);
@@ -169,12 +178,15 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
     let setup = |what: &str, e: &dyn std::fmt::Display| RunError::Setup(format!("{what}: {e}"));
     let _ = rustls::crypto::ring::default_provider().install_default();
     let hermes_ids = hermes_feeds(config).map_err(RunError::Setup)?;
+    let runnable = live_sources(config);
     let sources: Vec<Source> = Source::ALL
         .into_iter()
         .filter(|s| wiring.pipeline.has_source(*s))
         .filter(|s| {
-            let live = LIVE_SOURCES.contains(s);
-            if !live {
+            let live = runnable.contains(s);
+            if !live && *s == Source::Mesh {
+                warn!("mesh.enabled is false; the run goes without the mesh");
+            } else if !live {
                 warn!(source = %s, "this build has no live {s} source; the run goes without it");
             }
             let chain_set =
@@ -219,10 +231,15 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
         recorder.clone(),
     );
     let mut emitters = Vec::new();
+    let mut mesh_emitter = None;
     let mut outlets = Vec::new();
     for &source in &sources {
         let (emitter, rx, activator) = clock.attach(source);
-        emitters.push(emitter);
+        if source == Source::Mesh {
+            mesh_emitter = Some(emitter);
+        } else {
+            emitters.push(emitter);
+        }
         outlets.push(Outlet {
             source,
             rx: Mutex::new(Some(rx)),
@@ -231,14 +248,15 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
     }
     let outlets = Arc::new(outlets);
     let mut apis = Vec::new();
-    for &source in &sources {
-        let spec = match source {
+    for emitter in &emitters {
+        let spec = match emitter.source() {
             Source::Dexscreener => dexscreener::provider(&config.dexscreener),
             Source::Birdeye => birdeye::provider(&config.birdeye),
             Source::Hermes => hermes::provider(&config.hermes),
             // Not an HTTP API of the shared layer: the chain has its own RPC client.
             Source::Mesh | Source::Chain => continue,
         };
+        let source = emitter.source();
         apis.push(
             Api::new(spec, &config.http, store.clone()).map_err(|e| setup(source.name(), &e))?,
         );
@@ -449,6 +467,42 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
                 }
             });
         }
+        let mesh = match mesh_emitter {
+            Some(emitter) => {
+                health.register(
+                    Source::Mesh,
+                    config
+                        .mesh
+                        .max_age_secs
+                        .max(config.mesh.provider_fetch_interval_secs.saturating_mul(2)),
+                    started_ms,
+                );
+                let mesh_store = match &store {
+                    Some(store) => Ok(store.clone()),
+                    None => open_store(&options.out_dir).map(|(store, _)| store),
+                };
+                match mesh_store {
+                    Ok(mesh_store) => crate::mesh::live::start(
+                        crate::mesh::live::LiveMesh {
+                            config: &config.mesh,
+                            birdeye: &config.birdeye,
+                            http: &config.http,
+                            addresses: config.birdeye.addresses.clone(),
+                            tracked: Some(tracked.clone()),
+                            out_dir: &options.out_dir,
+                        },
+                        mesh_store,
+                        emitter,
+                        health.clone(),
+                    )
+                    .await
+                    .map(Some)
+                    .map_err(|e| setup("the mesh", &e)),
+                    Err(e) => Err(e),
+                }
+            }
+            None => Ok(None),
+        };
         let heartbeat = tokio::spawn(Arc::clone(&clock).heartbeat(sources_stop.clone()));
         if let Some(recorder) = recorder.clone() {
             let stop = sources_stop.clone();
@@ -470,6 +524,11 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
                 trending,
                 status_top: config.serve.status_top,
                 started_ms,
+                mesh: mesh
+                    .as_ref()
+                    .ok()
+                    .and_then(|m| m.as_ref())
+                    .map(|m| Arc::clone(&m.api)),
             });
             Server::start(listen, state, server_stop.clone())
                 .await
@@ -478,7 +537,7 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
         } else {
             Ok(None)
         };
-        if let Ok(server) = &server {
+        if let (Ok(server), Ok(_)) = (&server, &mesh) {
             info!(sources = ?sources, workers = cluster.workers, "live pipeline running");
             if let Some(on_ready) = options.on_ready {
                 on_ready(Ready {
@@ -497,6 +556,9 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
                 warn!("a source did not stop in time; abandoning it");
             }
         }
+        if let Ok(Some(mesh)) = &mesh {
+            mesh.stop().await;
+        }
         let _ = heartbeat.await;
         clock.close();
         let joined = tokio::task::spawn_blocking(move || guards.join()).await;
@@ -507,6 +569,7 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
             warn!("the keeper did not stop in time; abandoning it");
         }
         server_stop.cancel();
+        mesh?;
         let server = server?;
         if let Some(server) = server {
             server.join().await;

@@ -60,11 +60,15 @@ pub enum BenchCommand {
     /// Ingest latency (stream bytes received to journal line written) at fixed Hermes rates,
     /// with the venue and the live pipeline on loopback.
     Live(super::bench_live::LiveBenchArgs),
+    /// Mesh propagation latency across a line of nodes and validated messages per second.
+    Mesh(super::bench_mesh::MeshBenchArgs),
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    if let Some(BenchCommand::Live(live)) = args.command {
-        return super::bench_live::run(live);
+    match args.command {
+        Some(BenchCommand::Live(live)) => return super::bench_live::run(live),
+        Some(BenchCommand::Mesh(mesh)) => return super::bench_mesh::run(mesh),
+        None => {}
     }
     let temp = tempfile::Builder::new().prefix("sluice-bench").tempdir()?;
     let dir = args.dir.clone().unwrap_or_else(|| temp.path().to_owned());

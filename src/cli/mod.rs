@@ -2,6 +2,8 @@
 
 mod bench;
 mod bench_live;
+mod bench_mesh;
+mod mesh;
 mod replay;
 mod run;
 mod summary;
@@ -58,6 +60,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Serve a recording as the real DEX Screener, Birdeye and Hermes APIs on loopback.
     Venue(venue::VenueArgs),
+    /// Mesh keys: the node's peer id and the operator's signing key.
+    Mesh(mesh::MeshArgs),
 }
 
 /// Options shared by commands that run the dataflow.
@@ -135,6 +139,7 @@ pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         Command::Check(a) => tools::check(a),
         Command::Bench(a) => bench::run(a),
         Command::Venue(a) => venue::run(a),
+        Command::Mesh(a) => mesh::run(a),
     }
 }
 

@@ -14,6 +14,7 @@
 mod chain;
 mod computations;
 mod live;
+mod mesh;
 mod pipeline;
 mod secret;
 
@@ -31,6 +32,7 @@ pub use computations::{
 pub use live::{
     BirdeyeConfig, DexscreenerConfig, HermesConfig, HttpConfig, ServeConfig, SourcesConfig,
 };
+pub use mesh::MeshConfig;
 pub use pipeline::{Computation, Pipeline, SinkKind};
 pub use secret::{REDACTED, Secret, shown_url};
 
@@ -46,6 +48,8 @@ pub const SEED_ENV: &[(&str, &str)] = &[
     ("HERMES_API_KEY", "hermes.api_key"),
     ("PRIVATE_KEY", "chain.private_key"),
     ("RPC_URL", "chain.rpc_urls"),
+    ("MESH_OPERATOR_KEY", "mesh.operator_key"),
+    ("MESH_ADMIN_TOKEN", "mesh.admin_token"),
     (
         "MIN_PRICE_CHANGE_PERCENT",
         "debounce.min_price_change_percent",
@@ -92,6 +96,8 @@ pub struct Config {
     pub serve: ServeConfig,
     /// The on-chain keeper.
     pub chain: ChainConfig,
+    /// The signed price mesh.
+    pub mesh: MeshConfig,
     /// Assets and the identifiers that price them.
     #[serde(default)]
     pub assets: Vec<AssetConfig>,
@@ -283,6 +289,9 @@ impl Config {
         self.chain
             .validate()
             .map_err(|(key, problem)| invalid(&format!("chain.{key}"), problem))?;
+        self.mesh
+            .validate()
+            .map_err(|(key, problem)| invalid(&format!("mesh.{key}"), problem))?;
         if self.sources.watermark_interval_ms == 0 {
             return Err(invalid(
                 "sources.watermark_interval_ms",

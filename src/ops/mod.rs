@@ -7,5 +7,6 @@
 pub mod debounce;
 pub mod fusion;
 pub mod keeper;
+pub mod mesh;
 pub mod risk;
 pub mod trending;

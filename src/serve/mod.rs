@@ -22,6 +22,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+pub mod mesh;
+
 use crate::model::TokenRef;
 use crate::net::http::{Api, ProviderStatus};
 use crate::ops::trending::TrendingParams;
@@ -42,6 +44,8 @@ pub struct ServeState {
     pub status_top: usize,
     /// When the run started (ms since the epoch).
     pub started_ms: u64,
+    /// The mesh API, when the run has a mesh node.
+    pub mesh: Option<Arc<mesh::MeshApi>>,
 }
 
 /// Latency buckets (s) for the request histograms: loopback to slow upstreams.
@@ -59,6 +63,7 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
             match builder.and_then(|b| b.install_recorder()) {
                 Ok(handle) => {
                     crate::net::http::describe_metrics();
+                    crate::mesh::stats::describe_metrics();
                     describe_metrics();
                     Some(handle)
                 }
@@ -119,7 +124,8 @@ impl Server {
                 }
             }
         });
-        let app = Router::new()
+        let mesh_routes = state.mesh.clone().map(mesh::router);
+        let mut app = Router::new()
             .route("/health", get(health))
             .route("/status", get(status))
             .route("/metrics", get(render_metrics))
@@ -128,6 +134,9 @@ impl Server {
                 serve: state,
                 metrics: handle,
             });
+        if let Some(routes) = mesh_routes {
+            app = app.merge(routes);
+        }
         info!(%addr, "serving /health, /status, /metrics and /api/trending");
         let task = tokio::spawn(async move {
             let shutdown = async move { stop.cancelled().await };

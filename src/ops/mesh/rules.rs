@@ -1,0 +1,234 @@
+//! What a mesh price message must satisfy before a node accepts and relays it.
+//!
+//! Checked in order, cheapest first: size, shape, origin on the allowlist, signature, price,
+//! publish time (not beyond the skew bound ahead, not older than the maximum age). Whether the
+//! id was seen before is the [`super::seen`] cache's call. Each failure has a stable reason
+//! label (the `reason` of `mesh_messages_rejected_total`) and a verdict for gossipsub: content
+//! that can never be valid is rejected (the sender's score drops); time-dependent failures and
+//! unknown origins are ignored (a slow honest relay, or one whose allowlist is newer, is not
+//! punished).
+
+use std::collections::HashMap;
+
+use ed25519_dalek::VerifyingKey;
+
+use super::signed::{SignatureProblem, verify_parts};
+use crate::model::parse::mesh::{MESH_VERSION, MeshPriceMessage, split_wire};
+
+/// Exponents a price may carry.
+const EXPO_RANGE: std::ops::RangeInclusive<i32> = -30..=30;
+
+/// The bounds a message is checked against.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// Allowed operator keys by lower-case hex origin.
+    pub origins: HashMap<String, VerifyingKey>,
+    /// Larger messages are rejected (bytes).
+    pub max_message_bytes: usize,
+    /// Publish times further ahead than this are rejected (ms).
+    pub max_skew_ms: i64,
+    /// Older messages are rejected (ms).
+    pub max_age_ms: i64,
+}
+
+impl Policy {
+    /// A policy from hex public keys; a key that does not decode is returned as the error.
+    pub fn new(
+        origins: &[String],
+        max_message_bytes: usize,
+        max_skew_ms: i64,
+        max_age_ms: i64,
+    ) -> Result<Policy, String> {
+        let mut map = HashMap::new();
+        for origin in origins {
+            let mut bytes = [0u8; 32];
+            hex::decode_to_slice(origin, &mut bytes).map_err(|_| origin.clone())?;
+            let key = VerifyingKey::from_bytes(&bytes).map_err(|_| origin.clone())?;
+            map.insert(origin.to_ascii_lowercase(), key);
+        }
+        Ok(Policy {
+            origins: map,
+            max_message_bytes,
+            max_skew_ms,
+            max_age_ms,
+        })
+    }
+
+    /// Until when a message published at `publish_ms` could still be accepted: its id must be
+    /// remembered that long, and no longer.
+    pub fn expiry_ms(&self, publish_ms: i64) -> i64 {
+        publish_ms
+            .saturating_add(self.max_age_ms)
+            .saturating_add(self.max_skew_ms)
+    }
+}
+
+/// Why a message is not accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Rejection {
+    /// Larger than the maximum message size.
+    Oversized,
+    /// Not a version-1 signed message.
+    Malformed,
+    /// The origin is not an allowed operator.
+    UnknownOrigin,
+    /// The signature does not verify under the origin's key.
+    BadSignature,
+    /// The price is zero or negative (or its exponent out of range).
+    BadPrice,
+    /// Published beyond the clock-skew bound in the future.
+    FutureTimestamp,
+    /// Older than the maximum age.
+    Stale,
+    /// Seen before (also across restarts).
+    Replayed,
+    /// The sending peer is not on the allowlist (a refused connection).
+    PeerNotAllowed,
+}
+
+impl Rejection {
+    /// Every reason.
+    pub const ALL: [Rejection; 9] = [
+        Rejection::Oversized,
+        Rejection::Malformed,
+        Rejection::UnknownOrigin,
+        Rejection::BadSignature,
+        Rejection::BadPrice,
+        Rejection::FutureTimestamp,
+        Rejection::Stale,
+        Rejection::Replayed,
+        Rejection::PeerNotAllowed,
+    ];
+
+    /// The metric label.
+    pub const fn reason(self) -> &'static str {
+        match self {
+            Rejection::Oversized => "oversized",
+            Rejection::Malformed => "malformed",
+            Rejection::UnknownOrigin => "unknown_origin",
+            Rejection::BadSignature => "bad_signature",
+            Rejection::BadPrice => "bad_price",
+            Rejection::FutureTimestamp => "future_timestamp",
+            Rejection::Stale => "stale",
+            Rejection::Replayed => "replayed",
+            Rejection::PeerNotAllowed => "peer_not_allowed",
+        }
+    }
+
+    /// True when the sender is penalised (gossipsub `Reject`); false for `Ignore`.
+    ///
+    /// An unknown origin is not penalised: while a new operator is being added, nodes still on
+    /// the old allowlist would otherwise graylist the honest peers relaying its prices and
+    /// split the mesh. Such a message is still refused, counted and never relayed.
+    pub const fn penalises(self) -> bool {
+        !matches!(
+            self,
+            Rejection::Stale | Rejection::Replayed | Rejection::UnknownOrigin
+        )
+    }
+}
+
+/// Checks `wire` received at `now_ms`; the message it states if it passes.
+pub fn check(wire: &[u8], now_ms: i64, policy: &Policy) -> Result<MeshPriceMessage, Rejection> {
+    if wire.len() > policy.max_message_bytes {
+        return Err(Rejection::Oversized);
+    }
+    let parts = split_wire(wire).map_err(|_| Rejection::Malformed)?;
+    let msg: MeshPriceMessage =
+        serde_json::from_str(parts.msg.get()).map_err(|_| Rejection::Malformed)?;
+    if msg.v != MESH_VERSION {
+        return Err(Rejection::Malformed);
+    }
+    let key = policy
+        .origins
+        .get(&msg.origin.to_ascii_lowercase())
+        .ok_or(Rejection::UnknownOrigin)?;
+    verify_parts(parts.msg.get().as_bytes(), &parts.sig, key).map_err(|e| match e {
+        SignatureProblem::Malformed => Rejection::Malformed,
+        SignatureProblem::Invalid => Rejection::BadSignature,
+    })?;
+    if msg.mantissa <= 0 || !EXPO_RANGE.contains(&msg.expo) {
+        return Err(Rejection::BadPrice);
+    }
+    if msg.publish_ms > now_ms.saturating_add(policy.max_skew_ms) {
+        return Err(Rejection::FutureTimestamp);
+    }
+    if msg.publish_ms < now_ms.saturating_sub(policy.max_age_ms) {
+        return Err(Rejection::Stale);
+    }
+    Ok(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::SigningKey;
+
+    use super::super::signed::{origin_hex, sign_wire};
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    fn policy() -> Policy {
+        Policy::new(&[origin_hex(&key(1).verifying_key())], 1024, 5_000, 60_000).unwrap()
+    }
+
+    fn message(signer: &SigningKey) -> MeshPriceMessage {
+        MeshPriceMessage {
+            v: 1,
+            asset: "SOL".into(),
+            mantissa: 14_237,
+            expo: -2,
+            chain: Some("solana".into()),
+            publish_ms: NOW - 1_000,
+            change_24h: None,
+            origin: origin_hex(&signer.verifying_key()),
+            seq: 1,
+        }
+    }
+
+    fn verdict(
+        edit: impl FnOnce(&mut MeshPriceMessage),
+        signer: &SigningKey,
+    ) -> Result<(), Rejection> {
+        let mut msg = message(signer);
+        edit(&mut msg);
+        check(sign_wire(&msg, signer).as_bytes(), NOW, &policy()).map(|_| ())
+    }
+
+    #[test]
+    fn every_rule() {
+        let good = key(1);
+        assert_eq!(verdict(|_| {}, &good), Ok(()));
+        assert_eq!(verdict(|m| m.mantissa = 0, &good), Err(Rejection::BadPrice));
+        assert_eq!(
+            verdict(|m| m.mantissa = -5, &good),
+            Err(Rejection::BadPrice)
+        );
+        assert_eq!(
+            verdict(|m| m.publish_ms = NOW + 5_001, &good),
+            Err(Rejection::FutureTimestamp)
+        );
+        assert_eq!(verdict(|m| m.publish_ms = NOW + 5_000, &good), Ok(()));
+        assert_eq!(
+            verdict(|m| m.publish_ms = NOW - 60_001, &good),
+            Err(Rejection::Stale)
+        );
+        assert_eq!(
+            verdict(|m| m.asset = "X".repeat(2000), &good),
+            Err(Rejection::Oversized)
+        );
+        assert_eq!(verdict(|_| {}, &key(2)), Err(Rejection::UnknownOrigin));
+        // Claims the allowed origin, signed by another key: a forgery.
+        let forged = sign_wire(&message(&good), &key(2));
+        assert_eq!(
+            check(forged.as_bytes(), NOW, &policy()),
+            Err(Rejection::BadSignature)
+        );
+        assert_eq!(check(b"{}", NOW, &policy()), Err(Rejection::Malformed));
+        assert!(Rejection::BadSignature.penalises() && !Rejection::Replayed.penalises());
+    }
+}

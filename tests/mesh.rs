@@ -1,0 +1,961 @@
+//! The price mesh with real libp2p nodes on loopback: prices reach every node of a line and a
+//! star, a restarted node keeps its identity and refuses what it saw before, and hostile input
+//! is refused, counted and never relayed.
+//!
+//! Every node listens on port 0, keeps its store in a temporary directory, and is stopped
+//! before its test ends.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::SigningKey;
+use libp2p::identity::Keypair;
+use libp2p::{Multiaddr, PeerId};
+use sluice::mesh::identity::load_or_create_identity;
+use sluice::mesh::swarm::GRAYLIST_THRESHOLD;
+use sluice::mesh::{MeshNode, NodeSettings};
+use sluice::model::parse::mesh::MeshPriceMessage;
+use sluice::ops::mesh::rules::{Policy, Rejection};
+use sluice::ops::mesh::signed::{origin_hex, sign_wire};
+use sluice::store::Store;
+use tempfile::TempDir;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+const ADMIN: &str = "mesh-admin-token-3b9f";
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn operator(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
+}
+
+/// What one node received: (origin, seq, wire).
+type Inbox = Arc<Mutex<Vec<(String, u64, Vec<u8>)>>>;
+
+/// A node under test: its directory (identity file, store), its inbox, and the running node.
+struct TestNode {
+    dir: PathBuf,
+    keypair: Keypair,
+    inbox: Inbox,
+    node: Option<Arc<MeshNode>>,
+    control: Option<tokio::sync::mpsc::UnboundedReceiver<sluice::mesh::node::ControlMessage>>,
+}
+
+struct Plan {
+    allowed: Vec<PeerId>,
+    origins: Vec<String>,
+    bootstrap: Vec<Multiaddr>,
+    operator: Option<SigningKey>,
+}
+
+impl TestNode {
+    fn new(root: &Path, name: &str) -> TestNode {
+        let dir = root.join(name);
+        let keypair = load_or_create_identity(&dir.join("mesh_identity.key")).unwrap();
+        TestNode {
+            dir,
+            keypair,
+            inbox: Arc::default(),
+            node: None,
+            control: None,
+        }
+    }
+
+    fn peer(&self) -> PeerId {
+        self.keypair.public().to_peer_id()
+    }
+
+    async fn start(&mut self, plan: Plan) {
+        let keypair = load_or_create_identity(&self.dir.join("mesh_identity.key")).unwrap();
+        let settings = NodeSettings {
+            keypair,
+            listen: "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+            bootstrap: plan.bootstrap,
+            allowed_peers: plan.allowed,
+            mdns: false,
+            topic: "sluice/test-prices/1".into(),
+            policy: Policy::new(&plan.origins, 1024, 5_000, 60_000).unwrap(),
+            seen_capacity: 20_000,
+            operator: plan.operator,
+        };
+        let (store, _) = Store::open(&self.dir.join("store")).unwrap();
+        let inbox = Arc::clone(&self.inbox);
+        let (control_tx, control_rx) = tokio::sync::mpsc::unbounded_channel();
+        self.control = Some(control_rx);
+        let node = MeshNode::start(
+            settings,
+            store,
+            Box::new(move |p| {
+                inbox
+                    .lock()
+                    .unwrap()
+                    .push((p.msg.origin.clone(), p.msg.seq, p.wire.to_vec()))
+            }),
+            Some(control_tx),
+        )
+        .await
+        .unwrap();
+        self.node = Some(Arc::new(node));
+    }
+
+    fn node(&self) -> &MeshNode {
+        self.node.as_ref().unwrap()
+    }
+
+    fn shared(&self) -> Arc<MeshNode> {
+        Arc::clone(self.node.as_ref().unwrap())
+    }
+
+    fn addr(&self) -> Multiaddr {
+        self.node().addrs()[0].clone()
+    }
+
+    async fn stop(&mut self) {
+        if let Some(node) = self.node.take() {
+            node.stop().await;
+        }
+    }
+}
+
+async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until every node has `expected[i]` peers subscribed to the price topic, then for the
+/// mesh to graft (a few heartbeats).
+async fn settle(nodes: &[&TestNode], expected: &[usize]) {
+    for (node, want) in nodes.iter().zip(expected) {
+        until("subscriptions", async || {
+            node.node().status().await.unwrap().topic_peers >= *want
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+}
+
+fn price(key: &SigningKey, seq: u64, edit: impl FnOnce(&mut MeshPriceMessage)) -> Vec<u8> {
+    price_as(key, key, seq, edit)
+}
+
+/// A price claiming `origin`'s key, signed by `signer`.
+fn price_as(
+    origin: &SigningKey,
+    key: &SigningKey,
+    seq: u64,
+    edit: impl FnOnce(&mut MeshPriceMessage),
+) -> Vec<u8> {
+    let mut msg = MeshPriceMessage {
+        v: 1,
+        asset: "SOL".into(),
+        mantissa: 14_237_000 + seq as i64,
+        expo: -5,
+        chain: Some("solana".into()),
+        publish_ms: now_ms(),
+        change_24h: None,
+        origin: origin_hex(&origin.verifying_key()),
+        seq,
+    };
+    edit(&mut msg);
+    sign_wire(&msg, key).into_bytes()
+}
+
+/// Starts `n` nodes where node i bootstraps from the nodes `links(i)` names.
+async fn topology(root: &Path, n: usize, links: impl Fn(usize) -> Vec<usize>) -> Vec<TestNode> {
+    let mut nodes: Vec<TestNode> = (0..n)
+        .map(|i| TestNode::new(root, &format!("n{i}")))
+        .collect();
+    let all: Vec<PeerId> = nodes.iter().map(TestNode::peer).collect();
+    for i in 0..n {
+        let bootstrap = links(i).into_iter().map(|j| nodes[j].addr()).collect();
+        nodes[i]
+            .start(Plan {
+                allowed: all.clone(),
+                origins: vec![
+                    origin_hex(&operator(1).verifying_key()),
+                    origin_hex(&operator(2).verifying_key()),
+                ],
+                bootstrap,
+                operator: Some(operator(if i == 0 { 1 } else { 2 })),
+            })
+            .await;
+    }
+    nodes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prices_reach_every_node_of_a_line_and_a_star() {
+    let root = TempDir::new().unwrap();
+    // Line: n0 - n1 - n2 - n3 - n4 (each dials the one before it).
+    let mut line = topology(&root.path().join("line"), 5, |i| {
+        if i == 0 { vec![] } else { vec![i - 1] }
+    })
+    .await;
+    let refs: Vec<&TestNode> = line.iter().collect();
+    settle(&refs, &[1, 2, 2, 2, 1]).await;
+    for seq in 1..=5 {
+        line[0]
+            .node()
+            .publish_price("SOL", 14_237_000 + seq, -5, now_ms(), None)
+            .await
+            .unwrap();
+        line[4]
+            .node()
+            .publish_price("BTC/USD", 9_100_000 + seq, -2, now_ms(), None)
+            .await
+            .unwrap();
+    }
+    for node in &line {
+        until("every price on every node", async || {
+            node.inbox.lock().unwrap().len() >= 10
+        })
+        .await;
+        assert_eq!(node.inbox.lock().unwrap().len(), 10, "no duplicates");
+    }
+    // The middle nodes saw each message once, from the network.
+    assert_eq!(line[2].node().stats().accepted(), 10);
+    for node in &mut line {
+        node.stop().await;
+    }
+
+    // Star: n0 in the middle, four leaves.
+    let mut star = topology(&root.path().join("star"), 5, |i| {
+        if i == 0 { vec![] } else { vec![0] }
+    })
+    .await;
+    let refs: Vec<&TestNode> = star.iter().collect();
+    settle(&refs, &[4, 1, 1, 1, 1]).await;
+    for seq in 0..3 {
+        star[3]
+            .node()
+            .publish_price("ETH", 300_000 + seq, -2, now_ms(), None)
+            .await
+            .unwrap();
+    }
+    for node in &star {
+        until("every price on every leaf", async || {
+            node.inbox.lock().unwrap().len() >= 3
+        })
+        .await;
+    }
+    for node in &mut star {
+        node.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_keeps_its_identity_and_refuses_what_it_saw() {
+    let root = TempDir::new().unwrap();
+    let good = operator(1);
+    let origins = vec![origin_hex(&good.verifying_key())];
+    let mut a = TestNode::new(root.path(), "a");
+    let mut b = TestNode::new(root.path(), "b");
+    let mut x = TestNode::new(root.path(), "x");
+    let allowed = vec![a.peer(), b.peer(), x.peer()];
+    let plan = |bootstrap: Vec<Multiaddr>, op: Option<SigningKey>| Plan {
+        allowed: allowed.clone(),
+        origins: origins.clone(),
+        bootstrap,
+        operator: op,
+    };
+    a.start(plan(vec![], Some(good.clone()))).await;
+    b.start(plan(vec![a.addr()], None)).await;
+    settle(&[&a, &b], &[1, 1]).await;
+    a.node()
+        .publish_price("SOL", 14_000, -2, now_ms(), None)
+        .await
+        .unwrap();
+    until("b receives", async || !b.inbox.lock().unwrap().is_empty()).await;
+    let wire = b.inbox.lock().unwrap()[0].2.clone();
+    let b_peer = b.node().peer_id();
+
+    b.stop().await;
+    b.inbox.lock().unwrap().clear();
+    b.start(plan(vec![], None)).await;
+    assert_eq!(b.node().peer_id(), b_peer, "the identity file is reused");
+    assert!(
+        b.node().status().await.unwrap().seen >= 1,
+        "seen ids survive"
+    );
+
+    // A peer that never saw the message replays it to the restarted node.
+    x.start(plan(vec![b.addr()], None)).await;
+    settle(&[&x], &[1]).await;
+    x.node().publish_wire(wire).await.unwrap();
+    until("the replay is refused", async || {
+        b.node().stats().rejected(Rejection::Replayed) == 1
+    })
+    .await;
+    assert!(b.inbox.lock().unwrap().is_empty());
+    for node in [&mut a, &mut b, &mut x] {
+        node.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_input_is_refused_counted_and_never_relayed() {
+    let root = TempDir::new().unwrap();
+    let good = operator(1);
+    let rogue = operator(9);
+    let origins = vec![origin_hex(&good.verifying_key())];
+    // attacker_k -> target -> honest
+    let mut target = TestNode::new(root.path(), "target");
+    let mut honest = TestNode::new(root.path(), "honest");
+    let attackers: Vec<TestNode> = (0..7)
+        .map(|k| TestNode::new(root.path(), &format!("attacker{k}")))
+        .collect();
+    let mut allowed = vec![target.peer(), honest.peer()];
+    allowed.extend(attackers.iter().map(TestNode::peer));
+    let plan = |bootstrap: Vec<Multiaddr>| Plan {
+        allowed: allowed.clone(),
+        origins: origins.clone(),
+        bootstrap,
+        operator: None,
+    };
+    target.start(plan(vec![])).await;
+    honest.start(plan(vec![target.addr()])).await;
+    settle(&[&honest], &[1]).await;
+
+    let old = now_ms() - 61_000;
+    let future = now_ms() + 60_000;
+    let cases: Vec<(Vec<u8>, Rejection)> = vec![
+        // Claims the good origin, signed by another key.
+        (price_as(&good, &rogue, 1, |_| {}), Rejection::BadSignature),
+        (price(&rogue, 2, |_| {}), Rejection::UnknownOrigin),
+        (price(&good, 3, |m| m.mantissa = 0), Rejection::BadPrice),
+        (
+            price(&good, 4, |m| m.mantissa = -14_000),
+            Rejection::BadPrice,
+        ),
+        (
+            price(&good, 5, |m| m.publish_ms = future),
+            Rejection::FutureTimestamp,
+        ),
+        (price(&good, 6, |m| m.publish_ms = old), Rejection::Stale),
+        (
+            price(&good, 7, |m| m.asset = "X".repeat(1_200)),
+            Rejection::Oversized,
+        ),
+    ];
+    let mut counted = std::collections::BTreeMap::new();
+    for ((wire, reason), mut attacker) in cases.into_iter().zip(attackers) {
+        attacker.start(plan(vec![target.addr()])).await;
+        settle(&[&attacker], &[1]).await;
+        attacker.node().publish_wire(wire).await.unwrap();
+        *counted.entry(reason).or_insert(0u64) += 1;
+        let want = counted[&reason];
+        until(reason.reason(), async || {
+            target.node().stats().rejected(reason) == want
+        })
+        .await;
+        if reason.penalises() {
+            let peer = attacker.peer().to_string();
+            until("the sender is graylisted", async || {
+                let status = target.node().status().await.unwrap();
+                status
+                    .peers
+                    .iter()
+                    .any(|(p, score)| *p == peer && *score < GRAYLIST_THRESHOLD)
+            })
+            .await;
+            if reason == Rejection::BadSignature {
+                // Graylisted: even a valid price from it is no longer looked at.
+                attacker
+                    .node()
+                    .publish_wire(price(&good, 100, |_| {}))
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(1_000)).await;
+                assert_eq!(target.node().stats().accepted(), 0);
+            }
+        }
+        attacker.stop().await;
+    }
+
+    // A peer off the allowlist cannot even connect.
+    let mut intruder = TestNode::new(root.path(), "intruder");
+    intruder
+        .start(Plan {
+            allowed: vec![target.peer()],
+            origins: origins.clone(),
+            bootstrap: vec![target.addr()],
+            operator: None,
+        })
+        .await;
+    until("the intruder is refused", async || {
+        target.node().stats().rejected(Rejection::PeerNotAllowed) >= 1
+    })
+    .await;
+    let intruder_id = intruder.peer().to_string();
+    let status = target.node().status().await.unwrap();
+    assert!(status.peers.iter().all(|(p, _)| *p != intruder_id));
+
+    // Nothing was accepted anywhere, and the honest node got none of it.
+    assert_eq!(target.node().stats().accepted(), 0);
+    assert_eq!(honest.node().stats().accepted(), 0);
+    assert_eq!(
+        honest.node().stats().rejected_total(),
+        0,
+        "nothing was relayed"
+    );
+    assert!(target.inbox.lock().unwrap().is_empty());
+    intruder.stop().await;
+    for node in [&mut target, &mut honest] {
+        node.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_run_records_mesh_prices_and_replays_to_the_same_journal() {
+    use figment::value::Value;
+    use sluice::config::{Config, Pipeline};
+    use sluice::dataflow::graph::Wiring;
+    use sluice::dataflow::run::{Cluster, RecordingInput, ReplayOptions};
+    use sluice::live::LiveOptions;
+    use sluice::model::Source;
+
+    let root = TempDir::new().unwrap();
+    let out = root.path().join("live");
+    let identity = out.join("mesh_identity.key");
+    let live_peer = load_or_create_identity(&identity)
+        .unwrap()
+        .public()
+        .to_peer_id();
+    let origin = origin_hex(&operator(1).verifying_key());
+    let other = origin_hex(&operator(2).verifying_key());
+    let mut publisher = TestNode::new(root.path(), "publisher");
+    publisher
+        .start(Plan {
+            allowed: vec![live_peer],
+            origins: vec![origin.clone()],
+            bootstrap: vec![],
+            operator: Some(operator(1)),
+        })
+        .await;
+    // A second provider that disagrees by 10 %.
+    let mut dissenter = TestNode::new(root.path(), "dissenter");
+    dissenter
+        .start(Plan {
+            allowed: vec![live_peer],
+            origins: vec![other.clone()],
+            bootstrap: vec![],
+            operator: Some(operator(2)),
+        })
+        .await;
+    let overrides: Vec<(&str, Value)> = vec![
+        ("mesh.enabled", true.into()),
+        ("mesh.listen", "/ip4/127.0.0.1/tcp/0".into()),
+        ("mesh.identity_file", identity.display().to_string().into()),
+        ("mesh.topic", "sluice/test-prices/1".into()),
+        ("serve.listen", "127.0.0.1:0".into()),
+        ("mesh.admin_token", ADMIN.into()),
+        ("journal.inputs", true.into()),
+        ("sources.watermark_interval_ms", 100u64.into()),
+    ];
+    // The lists go in a config file.
+    let file = root.path().join("mesh.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[mesh]\nbootstrap = [\"{}\", \"{}\"]\nallowed_origins = [\"{origin}\", \"{other}\"]\n",
+            publisher.addr(),
+            dissenter.addr()
+        ),
+    )
+    .unwrap();
+    let config = Config::load(Some(&file), &overrides).unwrap();
+    assert_eq!(config.mesh.bootstrap.len(), 2);
+    let mut pipeline = Pipeline::default_pipeline().unwrap();
+    pipeline.sources = vec![Source::Mesh];
+    let recording = root.path().join("live.rec");
+    let mut options = LiveOptions::new(out.clone());
+    options.record = Some(recording.clone());
+    options.signals = false;
+    let stop = options.stop.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    options.on_ready = Some(Box::new(move |ready| {
+        let _ = ready_tx.send((ready.sources, ready.serve_addr));
+    }));
+    let live = {
+        let config = config.clone();
+        let wiring = Wiring::new(&config, pipeline.clone()).unwrap();
+        std::thread::spawn(move || sluice::live::run(&config, wiring, options))
+    };
+    let (sources, serve_addr) = tokio::task::spawn_blocking(move || ready_rx.recv_timeout(WAIT))
+        .await
+        .unwrap()
+        .expect("the live run never became ready");
+    let base = format!("http://{}", serve_addr.unwrap());
+    assert_eq!(sources, vec![Source::Mesh]);
+    settle(&[&publisher, &dissenter], &[1, 1]).await;
+    for seq in 0..5 {
+        publisher
+            .node()
+            .publish_price("SOL", 14_237_000 + seq, -5, now_ms(), None)
+            .await
+            .unwrap();
+    }
+    dissenter
+        .node()
+        .publish_price("SOL", 15_660_000, -5, now_ms(), None)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+
+    // The seed's API on the operations server.
+    let client = reqwest::Client::new();
+    let get = async |path: &str| -> serde_json::Value {
+        client
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    };
+    let prices = get("/api/mesh/prices?asset=SOL").await;
+    assert_eq!(prices["success"], true, "{prices}");
+    let latest = prices["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["origin"] == origin.as_str())
+        .unwrap();
+    assert_eq!(latest["mantissa"], 14_237_004, "the latest price: {prices}");
+    assert_eq!(
+        prices["data"].as_array().unwrap().len(),
+        2,
+        "one per origin"
+    );
+    let network = get("/api/mesh/network/status").await;
+    assert_eq!(network["data"]["connected_peers"], 2, "{network}");
+    let active = network["data"]["active_providers"].as_array().unwrap();
+    assert_eq!(active.len(), 2, "{network}");
+    assert_eq!(network["data"]["data_freshness"], "Fresh");
+    let enable = |token: Option<&str>| {
+        let mut request = client
+            .post(format!("{base}/api/mesh/provider/enable"))
+            .json(&serde_json::json!({"api_key": "be-mesh-key-do-not-echo"}));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let denied = enable(None).await.unwrap();
+    assert_eq!(denied.status(), 401);
+    let wrong = enable(Some("nope")).await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    let no_provider = enable(Some(ADMIN)).await.unwrap();
+    assert_eq!(no_provider.status(), 409);
+    assert!(!no_provider.text().await.unwrap().contains("do-not-echo"));
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "mesh_messages_accepted_total",
+        "mesh_message_propagation_latency_seconds",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+    assert!(!metrics.contains(ADMIN));
+    stop.cancel();
+    let report = tokio::task::spawn_blocking(move || live.join())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    publisher.stop().await;
+    dissenter.stop().await;
+
+    let journal = std::fs::read(&report.journal).unwrap();
+    let text = String::from_utf8_lossy(&journal);
+    let mesh_lines = text
+        .lines()
+        .filter(|l| l.contains("\"mesh_price\""))
+        .count();
+    assert_eq!(mesh_lines, 6, "{text}");
+    assert!(text.contains(&format!("mesh:{origin}")));
+    assert!(
+        text.lines()
+            .any(|l| l.contains("price_discrepancy") && l.contains(&format!("mesh:{other}"))),
+        "fusion flags the providers' disagreement: {text}"
+    );
+
+    let replay_out = root.path().join("replay");
+    let wiring = Wiring::new(&config, pipeline).unwrap();
+    let options = ReplayOptions {
+        input: RecordingInput::File(recording),
+        out_dir: replay_out.clone(),
+        cluster: Cluster::default(),
+        progress: None,
+    };
+    tokio::task::spawn_blocking(move || sluice::dataflow::run::replay(&config, wiring, options))
+        .await
+        .unwrap()
+        .unwrap();
+    let replayed = std::fs::read(replay_out.join("journal.jsonl")).unwrap();
+    assert_eq!(
+        replayed, journal,
+        "the replay writes the live journal byte for byte"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn providers_make_one_birdeye_call_per_window_and_cover_for_each_other() {
+    use sluice::config::Config;
+    use sluice::dataflow::run::RecordingInput;
+    use sluice::mesh::provider::{self, ProviderSettings, ProviderState};
+    use sluice::model::Endpoint;
+    use sluice::ops::mesh::rendezvous::window;
+    use sluice::record::{Codec, Item, RecordingReader};
+    use sluice::venue::{Venue, VenueOptions};
+    use tokio_util::sync::CancellationToken;
+
+    const KEY: &str = "be-mesh-provider-key-71aa";
+    const INTERVAL_MS: i64 = 2_000;
+    const COORDINATION_MS: i64 = 600;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let root = TempDir::new().unwrap();
+    let recording = root.path().join("venue.rec");
+    let opts = sluice::synth::SynthOptions {
+        minutes: 3,
+        feeds: 2,
+        tokens: 5,
+        seed: 5,
+        start_ms: now_ms() as u64,
+        faults: false,
+    };
+    sluice::synth::write_recording(&recording, Codec::Zstd, &opts).unwrap();
+    // The addresses Birdeye knows in this recording.
+    let mut addresses = BTreeSet::new();
+    let mut reader = RecordingReader::open(&recording).unwrap();
+    while let Some(item) = reader.next_item().unwrap() {
+        if let Item::Envelope(env) = item
+            && env.endpoint == Endpoint::BirdeyeMultiPrice
+        {
+            let body: serde_json::Value = serde_json::from_slice(&env.raw).unwrap();
+            if let Some(data) = body["data"].as_object() {
+                addresses.extend(data.keys().cloned());
+            }
+        }
+    }
+    assert!(!addresses.is_empty());
+    let venue = Venue::start(
+        RecordingInput::File(recording),
+        "127.0.0.1:0".parse().unwrap(),
+        VenueOptions {
+            birdeye_api_key: Some(KEY.into()),
+            ..VenueOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let config = Config::load(
+        None,
+        &[
+            ("birdeye.base_url", venue.birdeye_url().into()),
+            ("birdeye.api_key", KEY.into()),
+            ("birdeye.requests_per_second", 20u64.into()),
+        ],
+    )
+    .unwrap();
+    let birdeye_calls = || venue.stats().endpoint(Endpoint::BirdeyeMultiPrice).requests;
+
+    // Two providers and a receiver between them: p0 - r - p1.
+    let mut r = TestNode::new(root.path(), "r");
+    let mut p0 = TestNode::new(root.path(), "p0");
+    let mut p1 = TestNode::new(root.path(), "p1");
+    let allowed = vec![r.peer(), p0.peer(), p1.peer()];
+    let origins = vec![
+        origin_hex(&operator(1).verifying_key()),
+        origin_hex(&operator(2).verifying_key()),
+    ];
+    let plan = |bootstrap: Vec<Multiaddr>, op: Option<SigningKey>| Plan {
+        allowed: allowed.clone(),
+        origins: origins.clone(),
+        bootstrap,
+        operator: op,
+    };
+    r.start(plan(vec![], None)).await;
+    p0.start(plan(vec![r.addr()], Some(operator(1)))).await;
+    p1.start(plan(vec![r.addr()], Some(operator(2)))).await;
+    settle(&[&r, &p0, &p1], &[2, 1, 1]).await;
+    let settings = ProviderSettings {
+        birdeye: config.birdeye.clone(),
+        http: config.http.clone(),
+        addresses: addresses.iter().take(5).cloned().collect(),
+        tracked: None,
+        interval_ms: INTERVAL_MS,
+        coordination_ms: COORDINATION_MS,
+        enabled: true,
+    };
+    let mut providers = Vec::new();
+    for p in [&mut p0, &mut p1] {
+        let state = Arc::new(ProviderState::default());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(provider::run(
+            p.shared(),
+            settings.clone(),
+            Arc::clone(&state),
+            p.control.take().unwrap(),
+            stop.clone(),
+        ));
+        providers.push((state, stop, task));
+    }
+    until("the providers hear each other", async || {
+        providers.iter().all(|(s, _, _)| !s.providers().is_empty())
+    })
+    .await;
+
+    // Sample a second into windows, well after any stand-by deadline.
+    let sample_at = async |w: i64| {
+        let at = w * INTERVAL_MS + 1_000;
+        let wait = (at - now_ms()).max(0) as u64;
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+    };
+    let first = window(now_ms(), INTERVAL_MS) + 1;
+    sample_at(first).await;
+    let (calls_before, got_before) = (birdeye_calls(), r.inbox.lock().unwrap().len());
+    sample_at(first + 4).await;
+    assert_eq!(
+        birdeye_calls() - calls_before,
+        4,
+        "one Birdeye call per window"
+    );
+    assert!(
+        r.inbox.lock().unwrap().len() > got_before,
+        "prices reach the receiver"
+    );
+
+    // Kill whichever provider fetched last; the other covers the next window.
+    let active = providers
+        .iter()
+        .position(|(s, _, _)| {
+            s.status().last_fetch_ms as i64 >= first * INTERVAL_MS + 4 * INTERVAL_MS - 10
+        })
+        .unwrap();
+    let (_, stop, task) = providers.remove(active);
+    stop.cancel();
+    task.await.unwrap();
+    let dead = if active == 0 { &mut p0 } else { &mut p1 };
+    dead.stop().await;
+    let killed_at = now_ms();
+    let survivor = Arc::clone(&providers[0].0);
+    let fetches = survivor.status().fetch_successes;
+    let next = window(killed_at, INTERVAL_MS) + 1;
+    until("the survivor covers", async || {
+        survivor.status().fetch_successes > fetches
+    })
+    .await;
+    let covered_at = survivor.status().last_fetch_ms as i64;
+    assert!(
+        covered_at <= next * INTERVAL_MS + COORDINATION_MS + 300,
+        "covered {} ms into the next window",
+        covered_at - next * INTERVAL_MS
+    );
+    let survivor_origin = origin_hex(&operator(if active == 0 { 2 } else { 1 }).verifying_key());
+    until("the receiver gets the survivor's prices", async || {
+        r.inbox
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|m| m.0 == survivor_origin && m.1 > 0)
+    })
+    .await;
+
+    for (_, stop, task) in providers {
+        stop.cancel();
+        task.await.unwrap();
+    }
+    for node in [&mut r, &mut p0, &mut p1] {
+        node.stop().await;
+    }
+    venue.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_turns_a_live_provider_on_and_off() {
+    use figment::value::Value;
+    use sluice::config::Config;
+    use sluice::dataflow::run::RecordingInput;
+    use sluice::mesh::live::{LiveMesh, start};
+    use sluice::model::TokenRef;
+    use sluice::model::{Endpoint, Source};
+    use sluice::record::Codec;
+    use sluice::sources::{LiveClock, SourceRegistry, TrackedTokens};
+    use sluice::venue::{Venue, VenueOptions};
+
+    const KEY: &str = "be-admin-enable-key-0c4d";
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let root = TempDir::new().unwrap();
+    let recording = root.path().join("venue.rec");
+    let opts = sluice::synth::SynthOptions {
+        minutes: 2,
+        feeds: 2,
+        tokens: 5,
+        seed: 8,
+        start_ms: now_ms() as u64,
+        faults: false,
+    };
+    sluice::synth::write_recording(&recording, Codec::Zstd, &opts).unwrap();
+    let venue = Venue::start(
+        RecordingInput::File(recording),
+        "127.0.0.1:0".parse().unwrap(),
+        VenueOptions {
+            birdeye_api_key: Some(KEY.into()),
+            ..VenueOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let birdeye_calls = || venue.stats().endpoint(Endpoint::BirdeyeMultiPrice).requests;
+
+    let out = root.path().join("live");
+    let identity = out.join("mesh_identity.key");
+    let live_peer = load_or_create_identity(&identity)
+        .unwrap()
+        .public()
+        .to_peer_id();
+    let origin = origin_hex(&operator(3).verifying_key());
+    let mut receiver = TestNode::new(root.path(), "receiver");
+    let config = Config::load(
+        None,
+        &[
+            ("mesh.enabled", true.into()),
+            ("mesh.provider", true.into()),
+            ("mesh.listen", "/ip4/127.0.0.1/tcp/0".into()),
+            ("mesh.identity_file", identity.display().to_string().into()),
+            ("mesh.topic", "sluice/test-prices/1".into()),
+            ("mesh.operator_key", "03".repeat(32).into()),
+            ("mesh.admin_token", ADMIN.into()),
+            (
+                "mesh.allowed_peers",
+                Value::from(vec![Value::from(receiver.peer().to_string())]),
+            ),
+            (
+                "mesh.allowed_origins",
+                Value::from(vec![Value::from(origin.clone())]),
+            ),
+            ("mesh.provider_fetch_interval_secs", 2u64.into()),
+            ("mesh.coordination_window_secs", 1u64.into()),
+            ("birdeye.base_url", venue.birdeye_url().into()),
+            ("birdeye.requests_per_second", 20u64.into()),
+        ],
+    )
+    .unwrap();
+    let clock = LiveClock::new(10, Duration::from_millis(100), None);
+    let (emitter, envelopes, _) = clock.attach(Source::Mesh);
+    let (store, _) = Store::open(&out.join("store")).unwrap();
+    let mesh = start(
+        LiveMesh {
+            config: &config.mesh,
+            birdeye: &config.birdeye,
+            http: &config.http,
+            addresses: vec![],
+            tracked: Some(TrackedTokens::with_fixed([TokenRef::parse(
+                "solana",
+                "So11111111111111111111111111111111111111112",
+            )
+            .unwrap()])),
+            out_dir: &out,
+        },
+        store,
+        emitter,
+        SourceRegistry::default(),
+    )
+    .await
+    .unwrap();
+    receiver
+        .start(Plan {
+            allowed: vec![live_peer],
+            origins: vec![origin.clone()],
+            bootstrap: mesh.node.addrs(),
+            operator: None,
+        })
+        .await;
+    settle(&[&receiver], &[1]).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = sluice::serve::mesh::router(Arc::clone(&mesh.api));
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = reqwest::Client::new();
+    let post = async |path: &str, token: Option<&str>, body: serde_json::Value| {
+        let mut request = client.post(format!("{base}{path}")).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+
+    // No Birdeye key yet: the provider calls nobody.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(birdeye_calls(), 0);
+    let body = serde_json::json!({"api_key": KEY});
+    assert_eq!(
+        post("/api/mesh/provider/enable", None, body.clone())
+            .await
+            .0,
+        401
+    );
+    let (status, text) = post("/api/mesh/provider/enable", Some(ADMIN), body).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(!text.contains(KEY), "the key is never echoed: {text}");
+    let answer: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(answer["success"], true);
+    assert_eq!(answer["data"]["has_api_key"], true);
+    until("the receiver gets the provider's prices", async || {
+        !receiver.inbox.lock().unwrap().is_empty()
+    })
+    .await;
+    assert!(birdeye_calls() >= 1);
+    // The provider's own prices are envelopes of its live run too.
+    let own = tokio::task::spawn_blocking(move || envelopes.recv_timeout(WAIT))
+        .await
+        .unwrap();
+    assert!(own.is_ok(), "the provider's own prices reach its dataflow");
+
+    let (status, text) = post(
+        "/api/mesh/provider/disable",
+        Some(ADMIN),
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let calls = birdeye_calls();
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
+    assert_eq!(birdeye_calls(), calls, "a disabled provider calls nobody");
+    let status: serde_json::Value = client
+        .get(format!("{base}/api/mesh/provider/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["data"]["enabled"], false, "{status}");
+
+    server.abort();
+    mesh.stop().await;
+    clock.close();
+    receiver.stop().await;
+    venue.shutdown().await;
+}
