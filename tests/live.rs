@@ -27,6 +27,9 @@ use sluice::venue::{FaultSpec, Venue, VenueOptions};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
+#[path = "support/monitoring.rs"]
+mod monitoring;
+
 const BIRDEYE_KEY: &str = "be-live-test-key-5f1c0a";
 const HERMES_KEY: &str = "hermes-live-test-key-9d2e77";
 
@@ -326,46 +329,6 @@ fn endpoint_status<'a>(status: &'a Json, needle: &str) -> &'a Json {
         .unwrap_or_else(|| panic!("no endpoint {needle} in {status}"))
 }
 
-/// The metric names the shipped alert rules and dashboard query.
-fn monitored_metrics() -> BTreeSet<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/monitoring");
-    let mut exprs = Vec::new();
-    // alerts.yml: each `expr:` and its indented continuation lines.
-    let alerts = std::fs::read_to_string(dir.join("alerts.yml")).unwrap();
-    let mut in_expr = false;
-    for line in alerts.lines() {
-        let trimmed = line.trim_start();
-        if let Some(rest) = trimmed.strip_prefix("expr:") {
-            exprs.push(rest.to_owned());
-            in_expr = true;
-        } else if in_expr && !trimmed.contains(": ") && !trimmed.ends_with(':') {
-            exprs.push(trimmed.to_owned());
-        } else {
-            in_expr = false;
-        }
-    }
-    let dashboard: Json =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("grafana-dashboard.json")).unwrap())
-            .unwrap();
-    for panel in dashboard["panels"].as_array().unwrap() {
-        for target in panel["targets"].as_array().unwrap() {
-            exprs.push(target["expr"].as_str().unwrap().to_owned());
-        }
-    }
-    let mut names = BTreeSet::new();
-    for expr in exprs {
-        // Drop quoted label values, then keep identifiers that look like metric names.
-        let unquoted: String = expr.split('"').step_by(2).collect::<Vec<_>>().join(" ");
-        for token in unquoted.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
-            if token.contains('_') && token != "histogram_quantile" {
-                names.insert(token.to_owned());
-            }
-        }
-    }
-    assert!(names.len() >= 6, "{names:?}");
-    names
-}
-
 /// Whether the exposition has a non-zero sample of `name` whose labels contain every `part`.
 fn has_series(metrics: &str, name: &str, parts: &[&str]) -> bool {
     metrics.lines().any(|l| {
@@ -456,7 +419,7 @@ fn clean_run_serves_operations_and_its_recording_replays_to_the_same_journal() {
         assert!(text.contains(name), "/metrics lacks {name}:\n{text}");
     }
     // (Values are not checked here: tests share one process, hence one metrics recorder.)
-    for name in monitored_metrics() {
+    for name in monitoring::metrics_named(&["alerts.yml", "grafana-dashboard.json"]) {
         assert!(
             text.lines().any(|l| l.starts_with(&name)),
             "config/monitoring uses {name}, which /metrics does not export:\n{text}"

@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+#[path = "support/monitoring.rs"]
+mod monitoring;
+
 use ed25519_dalek::SigningKey;
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
@@ -573,6 +576,12 @@ async fn a_live_run_records_mesh_prices_and_replays_to_the_same_journal() {
         "mesh_message_propagation_latency_seconds",
     ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+    for name in monitoring::metrics_named(&["mesh-alerts.yml"]) {
+        assert!(
+            metrics.lines().any(|l| l.starts_with(&name)),
+            "config/monitoring/mesh-alerts.yml uses {name}, which /metrics lacks:\n{metrics}"
+        );
     }
     assert!(!metrics.contains(ADMIN));
     stop.cancel();
