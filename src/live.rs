@@ -361,6 +361,11 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
         let server_stop = CancellationToken::new();
         let started_ms = now_ms();
         let mut tasks = Vec::new();
+        // The keeper's outcomes enter the pipeline as the chain source's envelopes.
+        let chain_emitter = emitters
+            .iter()
+            .find(|e| e.source() == Source::Chain)
+            .cloned();
         for emitter in emitters {
             let stop = sources_stop.clone();
             let source = emitter.source();
@@ -437,6 +442,7 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
                 inputs,
                 options.out_dir.clone(),
                 false,
+                chain_emitter.clone(),
                 Some(Arc::clone(&options.force_push)),
             ))
         });

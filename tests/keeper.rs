@@ -735,6 +735,50 @@ sinks = ["journal", "chain"]"#,
         journal.len()
     );
     assert!(keeper.iter().all(|v| kind(v) != "tx_failed"), "{keeper:#?}");
+    // What the keeper did is in the journal too, as the chain source's observations.
+    let journaled =
+        |k: &str| -> Vec<&serde_json::Value> { journal.iter().filter(|v| kind(v) == k).collect() };
+    let submitted_lines = journaled("tx_submitted");
+    let confirmed_lines = journaled("tx_confirmed");
+    assert!(
+        confirmed_lines.len() >= 2,
+        "journal: {:#?}",
+        journal
+            .iter()
+            .filter(|v| kind(v).starts_with("tx_"))
+            .collect::<Vec<_>>()
+    );
+    for line in &confirmed_lines {
+        assert!(line["t"].as_u64().is_some(), "{line}");
+        assert!(
+            submitted_lines
+                .iter()
+                .any(|s| s["batches"] == line["batches"]),
+            "confirmed without a journaled submission: {line}"
+        );
+        // The same event as in keeper.jsonl (which carries its own wall-clock `t`).
+        assert!(
+            keeper
+                .iter()
+                .any(|k| kind(k) == "tx_confirmed" && k["hash"] == line["hash"]),
+            "{line}"
+        );
+    }
+    // Every confirmed push of the debounce's batches (not only the forced one) is journaled.
+    let journaled_batches: BTreeSet<u64> = confirmed_lines
+        .iter()
+        .flat_map(|v| v["batches"].as_array().unwrap().iter())
+        .filter_map(|b| b.as_u64())
+        .filter(|b| *b != 0)
+        .collect();
+    assert!(
+        journaled_batches
+            .iter()
+            .all(|b| batches.iter().any(|p| p["batch"].as_u64() == Some(*b))),
+        "{journaled_batches:?}"
+    );
+    assert!(!journaled_batches.is_empty());
+    assert!(journal.iter().all(|v| kind(v) != "invalid_input"));
     // Never the same (feed, publish time) twice.
     let mut sent = BTreeSet::new();
     let mut fee_of = BTreeMap::new();
@@ -844,7 +888,10 @@ sinks = ["journal", "chain"]"#,
         std::fs::read_to_string(replayed.join("journal.jsonl")).unwrap(),
         std::fs::read_to_string(out.join("journal.jsonl")).unwrap()
     );
+    // Replay sent nothing: the same nonce, the same fees held by the contract, and no
+    // submission in its keeper record (its journaled submissions are the live run's).
     assert_eq!(rt.block_on(nonce(&anvil.url, KEY_1)), nonce_before);
+    assert_eq!(rt.block_on(balance(&anvil.url, contract)), U256::from(paid));
     let plans: Vec<serde_json::Value> = std::fs::read_to_string(replayed.join("keeper.jsonl"))
         .unwrap()
         .lines()

@@ -711,6 +711,12 @@ fn corpus() -> Vec<(Endpoint, String, Vec<u8>)> {
     }
     add(Endpoint::MeshPrice, "", mesh_wire().into_bytes());
     add(Endpoint::ChainRead, "", chain_round().into_bytes());
+    add(
+        Endpoint::ChainTx,
+        "",
+        br#"{"kind":"tx_confirmed","batches":[3],"hash":"0xab","block":42,"gas_used":61234,"fee_paid":"123"}"#
+            .to_vec(),
+    );
     // Payloads sluice does not ingest still must not upset any parser.
     for name in [
         "dexscreener_token_profiles_latest.json",
@@ -770,6 +776,13 @@ fn check(endpoint: Endpoint, context: &str, raw: &[u8]) -> Result<Vec<Record>, T
                     b.entries.windows(2).all(|w| w[0].rank < w[1].rank),
                     "ranks out of order"
                 );
+            }
+            Record::ChainTx(tx) => {
+                prop_assert!(
+                    tx.json.starts_with(&format!("{{\"kind\":\"{}\"", tx.kind)),
+                    "kind not first in {tx:?}"
+                );
+                prop_assert!(serde_json::from_str::<Value>(&tx.json).is_ok(), "{tx:?}");
             }
             Record::Target(_) | Record::Notice(_) => {}
         }

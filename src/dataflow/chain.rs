@@ -1,5 +1,6 @@
 //! The chain tap: chain reads and push batches, in time order on worker 0, handed to the
-//! keeper task outside the dataflow (which sends transactions; nothing comes back in).
+//! keeper task outside the dataflow, which sends transactions. What it does comes back in only
+//! as the chain source's recorded `chain_tx` envelopes (see `chain::task`).
 
 use std::collections::BTreeMap;
 

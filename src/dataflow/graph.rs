@@ -125,6 +125,8 @@ pub fn build<'scope>(
         .invalid
         .clone()
         .map(|x| JournalLine::of(&InputEvent::InvalidInput(&x)));
+    // What the keeper did: outcomes observed on chain, journaled whatever `journal.inputs` says.
+    lines = lines.concat(parsed.chain_txs.map(|x| JournalLine(x.json)));
     let mut state: StreamVec<'scope, u64, StateWrite> = empty(scope);
 
     if wiring.journal_inputs {

@@ -12,8 +12,8 @@ use super::route::route;
 use super::stats::RunStats;
 use crate::model::parse::{ParseContext, parse_envelope};
 use crate::model::{
-    Asset, AssetMap, BoostSnapshot, ChainTarget, Envelope, InvalidInput, PricePoint, PriceTick,
-    Record,
+    Asset, AssetMap, BoostSnapshot, ChainTarget, ChainTx, Envelope, InvalidInput, PricePoint,
+    PriceTick, Record,
 };
 use crate::ops::debounce::FeedRules;
 
@@ -49,6 +49,8 @@ pub struct Parsed<'scope> {
     pub targets: StreamVec<'scope, u64, ChainTarget>,
     /// Invalid inputs.
     pub invalid: StreamVec<'scope, u64, InvalidInput>,
+    /// Keeper outcomes.
+    pub chain_txs: StreamVec<'scope, u64, ChainTx>,
 }
 
 /// Parses envelopes where they are (`spread == false`: a replay already spread them), or
@@ -86,11 +88,13 @@ where
     let (mut boosts_out, boosts) = builder.new_output::<Vec<BoostSnapshot>>();
     let (mut targets_out, targets) = builder.new_output::<Vec<ChainTarget>>();
     let (mut invalid_out, invalid) = builder.new_output::<Vec<InvalidInput>>();
+    let (mut txs_out, chain_txs) = builder.new_output::<Vec<ChainTx>>();
 
     builder.build(move |_capabilities| {
         let mut records = Vec::new();
         let (mut p, mut b, mut t, mut i) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut points, mut solo, mut feeds) = (Vec::new(), Vec::new(), Vec::new());
+        let mut txs = Vec::new();
         move |_frontiers| {
             let mut prices_out = prices_out.activate();
             let mut points_out = points_out.activate();
@@ -99,6 +103,7 @@ where
             let mut boosts_out = boosts_out.activate();
             let mut targets_out = targets_out.activate();
             let mut invalid_out = invalid_out.activate();
+            let mut txs_out = txs_out.activate();
             let ctx = ParseContext {
                 assets: &settings.assets,
                 max_future_skew_ms: settings.max_future_skew_ms,
@@ -130,6 +135,7 @@ where
                             Record::Boosts(x) => b.push(x),
                             Record::Target(x) => t.push(x),
                             Record::Invalid(x) => i.push(x),
+                            Record::ChainTx(x) => txs.push(x),
                             Record::Notice(n) => {
                                 notices += 1;
                                 info!(endpoint = %n.endpoint, text = %n.text, "source notice");
@@ -151,6 +157,7 @@ where
                 boosts_out.give(&cap, &mut b);
                 targets_out.give(&cap, &mut t);
                 invalid_out.give(&cap, &mut i);
+                txs_out.give(&cap, &mut txs);
                 p.clear();
                 points.clear();
                 solo.clear();
@@ -158,6 +165,7 @@ where
                 b.clear();
                 t.clear();
                 i.clear();
+                txs.clear();
             });
         }
     });
@@ -170,5 +178,6 @@ where
         boosts,
         targets,
         invalid,
+        chain_txs,
     }
 }

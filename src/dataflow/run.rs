@@ -250,7 +250,7 @@ pub fn replay(
                         .build()
                     {
                         Ok(rt) => rt.block_on(crate::chain::task::run_keeper(
-                            chain, None, inputs, out_dir, true, None,
+                            chain, None, inputs, out_dir, true, None, None,
                         )),
                         Err(e) => tracing::error!(error = %e, "keeper: no runtime"),
                     }

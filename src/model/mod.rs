@@ -17,7 +17,7 @@ pub use decimal::{Decimal, DecimalError, pow10};
 pub use envelope::{Envelope, Ingest};
 pub use ids::{AddressError, AddressFormat, Asset, FeedId, FeedIdError, TokenRef, address_format};
 pub use record::{
-    BoostEntry, BoostSnapshot, ChainTarget, Instrument, InvalidInput, Location, OnChainPrice,
-    PricePoint, PriceSource, PriceTick, Record, SourceNotice,
+    BoostEntry, BoostSnapshot, ChainTarget, ChainTx, Instrument, InvalidInput, Location,
+    OnChainPrice, PricePoint, PriceSource, PriceTick, Record, SourceNotice,
 };
 pub use source::{Endpoint, Source};

@@ -215,6 +215,17 @@ pub struct SourceNotice {
     pub text: String,
 }
 
+/// What the keeper did, or saw happen to its transactions (a `chain_tx` envelope): one of
+/// [`crate::model::parse::chain_tx::KINDS`], journaled as it is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainTx {
+    /// The event's kind, e.g. `tx_submitted`.
+    pub kind: String,
+    /// The whole event as one canonical JSON object: `kind` first, then the other fields in
+    /// key order.
+    pub json: String,
+}
+
 /// Everything parsing produces.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Record {
@@ -228,4 +239,6 @@ pub enum Record {
     Invalid(InvalidInput),
     /// A source's own message.
     Notice(SourceNotice),
+    /// A keeper outcome.
+    ChainTx(ChainTx),
 }

@@ -87,11 +87,14 @@ pub enum Endpoint {
     MeshPrice,
     /// One round of on-chain oracle reads (our own JSON schema; see `model::parse::chain`).
     ChainRead,
+    /// One thing the keeper did or saw happen to its transactions (our own JSON schema; see
+    /// `model::parse::chain_tx`).
+    ChainTx,
 }
 
 impl Endpoint {
     /// Every endpoint, in code order.
-    pub const ALL: [Endpoint; 8] = [
+    pub const ALL: [Endpoint; 9] = [
         Endpoint::DexscreenerBoosts,
         Endpoint::DexscreenerTokens,
         Endpoint::BirdeyeMultiPrice,
@@ -100,6 +103,7 @@ impl Endpoint {
         Endpoint::HermesLatest,
         Endpoint::MeshPrice,
         Endpoint::ChainRead,
+        Endpoint::ChainTx,
     ];
 
     /// The source that owns this endpoint (and its watermark).
@@ -109,7 +113,7 @@ impl Endpoint {
             Endpoint::BirdeyeMultiPrice | Endpoint::BirdeyePrice => Source::Birdeye,
             Endpoint::HermesStream | Endpoint::HermesLatest => Source::Hermes,
             Endpoint::MeshPrice => Source::Mesh,
-            Endpoint::ChainRead => Source::Chain,
+            Endpoint::ChainRead | Endpoint::ChainTx => Source::Chain,
         }
     }
 
@@ -124,6 +128,7 @@ impl Endpoint {
             Endpoint::HermesLatest => 6,
             Endpoint::MeshPrice => 7,
             Endpoint::ChainRead => 8,
+            Endpoint::ChainTx => 9,
         }
     }
 
@@ -143,6 +148,7 @@ impl Endpoint {
             Endpoint::HermesLatest => "hermes_latest",
             Endpoint::MeshPrice => "mesh_price",
             Endpoint::ChainRead => "chain_read",
+            Endpoint::ChainTx => "chain_tx",
         }
     }
 

@@ -43,7 +43,7 @@ pub fn target_name(endpoint: Endpoint) -> Option<&'static str> {
         Endpoint::BirdeyePrice => "birdeye/price",
         Endpoint::HermesStream => "hermes/stream",
         Endpoint::HermesLatest => "hermes/latest",
-        Endpoint::MeshPrice | Endpoint::ChainRead => return None,
+        Endpoint::MeshPrice | Endpoint::ChainRead | Endpoint::ChainTx => return None,
     })
 }
 

@@ -38,7 +38,7 @@ impl LimitGroup {
             Endpoint::DexscreenerTokens => LimitGroup::DexscreenerTokens,
             Endpoint::BirdeyeMultiPrice | Endpoint::BirdeyePrice => LimitGroup::Birdeye,
             Endpoint::HermesStream | Endpoint::HermesLatest => LimitGroup::Hermes,
-            Endpoint::MeshPrice | Endpoint::ChainRead => return None,
+            Endpoint::MeshPrice | Endpoint::ChainRead | Endpoint::ChainTx => return None,
         })
     }
 }

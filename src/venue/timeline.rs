@@ -133,7 +133,7 @@ impl Timeline {
                     timeline.note_hermes_ids(&entry.raw);
                     timeline.hermes_updates.push(entry);
                 }
-                Endpoint::MeshPrice | Endpoint::ChainRead => continue,
+                Endpoint::MeshPrice | Endpoint::ChainRead | Endpoint::ChainTx => continue,
             }
             timeline.served += 1;
         }

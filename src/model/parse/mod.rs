@@ -26,6 +26,7 @@
 
 pub mod birdeye;
 pub mod chain;
+pub mod chain_tx;
 pub mod dexscreener;
 pub mod hermes;
 pub mod mesh;
@@ -54,6 +55,7 @@ pub fn parse_envelope(env: &Envelope, ctx: &ParseContext<'_>, out: &mut Vec<Reco
         Endpoint::HermesLatest => hermes::parse_latest(env, ctx, out),
         Endpoint::MeshPrice => mesh::parse(env, ctx, out),
         Endpoint::ChainRead => chain::parse(env, ctx, out),
+        Endpoint::ChainTx => chain_tx::parse(env, ctx, out),
     }
 }
 
