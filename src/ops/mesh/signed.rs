@@ -8,9 +8,15 @@ use sha2::{Digest, Sha256};
 
 use crate::model::parse::mesh::{MeshPriceMessage, split_wire, to_wire};
 
-/// A message's id: sha256 of its wire bytes, the same on every node and build.
+/// A message's id: sha256 of the signed `msg` bytes, the same on every node and build. Only
+/// the signed bytes count: a peer re-wrapping a seen message (other whitespace around it, the
+/// signature's hex in upper case) must not make it new again. A wire message that does not
+/// split is hashed whole (it is rejected anyway).
 pub fn message_id(wire: &[u8]) -> [u8; 32] {
-    Sha256::digest(wire).into()
+    match split_wire(wire) {
+        Ok(parts) => Sha256::digest(parts.msg.get().as_bytes()).into(),
+        Err(_) => Sha256::digest(wire).into(),
+    }
 }
 
 /// The lower-case hex of an operator's public key: a message's `origin`.
@@ -64,6 +70,31 @@ mod tests {
             origin,
             seq: 1,
         }
+    }
+
+    #[test]
+    fn a_rewrapped_message_keeps_its_id() {
+        let key = SigningKey::from_bytes(&[7u8; 32]);
+        let wire = sign_wire(&message(origin_hex(&key.verifying_key())), &key);
+        let (head, sig) = wire.rsplit_once("\"sig\":\"").unwrap();
+        let rewrapped = format!(
+            "{{ \"msg\" : {}\"sig\":\"{}",
+            &head[7..],
+            sig.to_uppercase()
+        );
+        assert_ne!(rewrapped, wire);
+        assert!(split_wire(rewrapped.as_bytes()).is_ok(), "{rewrapped}");
+        assert_eq!(
+            message_id(rewrapped.as_bytes()),
+            message_id(wire.as_bytes())
+        );
+        let mut other = message(origin_hex(&key.verifying_key()));
+        other.seq = 2;
+        assert_ne!(
+            message_id(sign_wire(&other, &key).as_bytes()),
+            message_id(wire.as_bytes())
+        );
+        assert_ne!(message_id(b"not json"), message_id(b"not json either"));
     }
 
     #[test]
