@@ -266,27 +266,13 @@ mod int_string {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{AssetMap, Endpoint};
+    use crate::model::Endpoint;
 
     const BTC: &str = "e62df6c8b4a85fe1a67db44dc12de5db330f7ac66b72dc658afedf0f4a415b43";
     const ETH: &str = "ff61491a931112ddf1bd8147cd1b641375f79f5825126d665480874634fd0ace";
 
     fn run(raw: &str) -> Vec<Record> {
-        let env = Envelope {
-            endpoint: Endpoint::ChainRead,
-            t_ms: 1_795_248_010_000,
-            context: String::new(),
-            raw: bytes::Bytes::from(raw.to_owned()),
-            seq: 0,
-        };
-        let assets = AssetMap::default();
-        let ctx = ParseContext {
-            assets: &assets,
-            max_future_skew_ms: 5_000,
-        };
-        let mut out = Vec::new();
-        super::super::parse_envelope(&env, &ctx, &mut out);
-        out
+        super::super::parse_raw(Endpoint::ChainRead, raw, 0)
     }
 
     fn feed(hex: &str) -> FeedId {

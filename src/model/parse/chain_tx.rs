@@ -79,24 +79,10 @@ pub fn parse(env: &Envelope, _ctx: &ParseContext<'_>, out: &mut Vec<Record>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{AssetMap, Endpoint, InvalidInput};
+    use crate::model::{Endpoint, InvalidInput};
 
     fn run(raw: &str) -> Vec<Record> {
-        let env = Envelope {
-            endpoint: Endpoint::ChainTx,
-            t_ms: 1_795_248_010_000,
-            context: String::new(),
-            raw: bytes::Bytes::from(raw.to_owned()),
-            seq: 4,
-        };
-        let assets = AssetMap::default();
-        let ctx = ParseContext {
-            assets: &assets,
-            max_future_skew_ms: 5_000,
-        };
-        let mut out = Vec::new();
-        super::super::parse_envelope(&env, &ctx, &mut out);
-        out
+        super::super::parse_raw(Endpoint::ChainTx, raw, 4)
     }
 
     fn invalid_at(out: &[Record]) -> (&str, &Location) {

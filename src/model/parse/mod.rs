@@ -84,3 +84,24 @@ pub fn error_offset(raw: &[u8], err: &serde_json::Error) -> u64 {
     }
     (offset + column.saturating_sub(1)).min(raw.len()) as u64
 }
+
+/// Parses one envelope of `endpoint` holding `raw` (no assets mapped, 5 s future skew): the
+/// parsers' unit tests.
+#[cfg(test)]
+pub(crate) fn parse_raw(endpoint: crate::model::Endpoint, raw: &str, seq: u64) -> Vec<Record> {
+    let env = Envelope {
+        endpoint,
+        t_ms: 1_795_248_010_000,
+        context: String::new(),
+        raw: bytes::Bytes::from(raw.to_owned()),
+        seq,
+    };
+    let assets = crate::model::AssetMap::default();
+    let ctx = ParseContext {
+        assets: &assets,
+        max_future_skew_ms: 5_000,
+    };
+    let mut out = Vec::new();
+    parse_envelope(&env, &ctx, &mut out);
+    out
+}
