@@ -24,6 +24,9 @@
 //! - `recording`: writing every frame of a recording into a `Vec<u8>`, and reading it back
 //!   (elements = bytes of the uncompressed frame stream, for both codecs).
 //!
+//! - `mesh`: a signed price message's rules and signature, one by one (`check`) and as one
+//!   batch of 64 (`check_many`, what a node does with a burst) (elements = messages).
+//!
 //! A quick run: `cargo bench --bench operators -- --warm-up-time 1 --measurement-time 2`.
 
 use std::collections::BTreeMap;
@@ -756,6 +759,53 @@ fn recording(c: &mut Criterion, inputs: &Inputs) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// mesh
+
+fn mesh(c: &mut Criterion) {
+    use ed25519_dalek::SigningKey;
+    use sluice::model::parse::mesh::MeshPriceMessage;
+    use sluice::ops::mesh::rules::{Policy, check, check_many};
+    use sluice::ops::mesh::signed::{origin_hex, sign_wire};
+
+    const NOW: i64 = 1_800_000_000_000;
+    let key = SigningKey::from_bytes(&[42u8; 32]);
+    let origin = origin_hex(&key.verifying_key());
+    let policy = Policy::new(std::slice::from_ref(&origin), 2048, 5_000, 60_000).expect("a key");
+    let wires: Vec<Vec<u8>> = (0..64u64)
+        .map(|seq| {
+            let msg = MeshPriceMessage {
+                v: 1,
+                asset: "SOL".into(),
+                mantissa: 14_000_000 + seq as i64,
+                expo: -5,
+                chain: Some("solana".into()),
+                publish_ms: NOW - 1_000,
+                change_24h: Some("-2.31".into()),
+                origin: origin.clone(),
+                seq,
+            };
+            sign_wire(&msg, &key).into_bytes()
+        })
+        .collect();
+    let refs: Vec<&[u8]> = wires.iter().map(Vec::as_slice).collect();
+    assert!(check_many(&refs, NOW, &policy).iter().all(Result::is_ok));
+    eprintln!("mesh: one iteration = 64 signed price messages");
+    let mut group = c.benchmark_group("mesh");
+    group.throughput(Throughput::Elements(refs.len() as u64));
+    group.bench_function("check_one_by_one/messages", |b| {
+        b.iter(|| {
+            for wire in &refs {
+                let _ = black_box(check(wire, NOW, &policy));
+            }
+        })
+    });
+    group.bench_function("check_many_64/messages", |b| {
+        b.iter(|| black_box(check_many(&refs, NOW, &policy)))
+    });
+    group.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
 
 fn operators(c: &mut Criterion) {
     let inputs = Inputs::new();
@@ -765,6 +815,7 @@ fn operators(c: &mut Criterion) {
     trending(c, &inputs);
     risk(c, &inputs);
     recording(c, &inputs);
+    mesh(c);
 }
 
 criterion_group!(benches, operators);

@@ -543,6 +543,10 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
         } else {
             Ok(None)
         };
+        if let Ok(Some(_)) = &mesh {
+            // Now that the server's recorder is installed, every mesh series starts at zero.
+            crate::mesh::stats::register_metrics();
+        }
         if let (Ok(server), Ok(_)) = (&server, &mesh) {
             info!(sources = ?sources, workers = cluster.workers, "live pipeline running");
             if let Some(on_ready) = options.on_ready {

@@ -571,12 +571,38 @@ async fn a_live_run_records_mesh_prices_and_replays_to_the_same_journal() {
         .text()
         .await
         .unwrap();
+    // The seed's names (the provider's counters at zero: this node is not one; its latency
+    // histogram appears with the first fetch) and a series per rejection reason.
     for name in [
         "mesh_messages_accepted_total",
         "mesh_message_propagation_latency_seconds",
+        "mesh_provider_fetch_success_total",
+        "mesh_provider_fetch_attempts_total",
+        "mesh_provider_broadcast_success_total",
+        "mesh_network_active_providers",
+        "mesh_network_connected_peers",
+        "mesh_cache_hits_total",
+        "mesh_cache_misses_total",
+        "mesh_cache_data_age_seconds",
+        "mesh_seen_messages_cache_size",
     ] {
-        assert!(metrics.contains(name), "{name} missing from /metrics");
+        assert!(
+            metrics.lines().any(|l| l.starts_with(name)),
+            "{name} missing from /metrics:\n{metrics}"
+        );
     }
+    for reason in ["bad_signature", "replayed", "peer_not_allowed", "oversized"] {
+        let series = format!("mesh_messages_rejected_total{{reason=\"{reason}\"}}");
+        assert!(metrics.contains(&series), "{series} missing from /metrics");
+    }
+    let hits = metrics
+        .lines()
+        .find(|l| l.starts_with("mesh_cache_hits_total"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    assert!(
+        hits >= Some(1.0),
+        "the price look-up above was a hit: {hits:?}"
+    );
     for name in monitoring::metrics_named(&["mesh-alerts.yml"]) {
         assert!(
             metrics.lines().any(|l| l.starts_with(&name)),

@@ -344,3 +344,189 @@ fn the_store_holds_the_same_latest_prices_on_any_worker_count() {
         "the store differs between 1 and 2 workers"
     );
 }
+
+/// The `data` JSON of each event of the captured Hermes stream fixture, one per line.
+fn hermes_data_lines() -> Vec<String> {
+    let sse = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hermes_stream.sse"),
+    )
+    .unwrap();
+    sse.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|d| d.trim().to_owned())
+        // The stream's last `data` is its 24-hour close notice, not an update.
+        .filter(|d| d.starts_with('{'))
+        .collect()
+}
+
+/// The envelopes of a recording, as `sluice dump` prints them.
+fn dumped_envelopes(recording: &Path) -> Vec<serde_json::Value> {
+    let dump = run(sluice().arg("dump").arg(recording)).stdout;
+    String::from_utf8(dump)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v.get("endpoint").is_some())
+        .collect()
+}
+
+/// Captured payloads become a recording: times from a field of each payload (in seconds) or
+/// a fixed cadence, the bytes exactly as captured, and the recording replays like any other.
+#[test]
+fn captured_payloads_import_with_times_from_a_field_or_a_cadence() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = hermes_data_lines();
+    assert!(lines.len() >= 3, "the fixture has several events");
+    let input = dir.path().join("hermes.jsonl");
+    // A blank line in the capture is skipped, not an error.
+    std::fs::write(&input, format!("{}\n\n", lines.join("\n"))).unwrap();
+
+    let by_field = dir.path().join("field.rec");
+    run(sluice()
+        .args(["import", "--source", "hermes", "--time-field"])
+        .arg("/parsed/0/price/publish_time")
+        .args(["--time-unit", "s", "--out"])
+        .arg(&by_field)
+        .arg(&input));
+    let envelopes = dumped_envelopes(&by_field);
+    assert_eq!(envelopes.len(), lines.len());
+    for (env, line) in envelopes.iter().zip(&lines) {
+        let payload: serde_json::Value = serde_json::from_str(line).unwrap();
+        let publish = payload["parsed"][0]["price"]["publish_time"]
+            .as_u64()
+            .unwrap();
+        assert_eq!(env["endpoint"], "hermes_stream");
+        assert_eq!(env["t_ms"].as_u64(), Some(publish * 1000), "{env}");
+        assert_eq!(
+            env["raw"].as_str(),
+            Some(line.as_str()),
+            "bytes as captured"
+        );
+    }
+
+    let by_cadence = dir.path().join("cadence.rec");
+    run(sluice()
+        .args([
+            "import",
+            "--source",
+            "hermes_stream",
+            "--start-ms",
+            "1000",
+            "--cadence-ms",
+            "250",
+            "--out",
+        ])
+        .arg(&by_cadence)
+        .arg(&input));
+    let times: Vec<u64> = dumped_envelopes(&by_cadence)
+        .iter()
+        .map(|e| e["t_ms"].as_u64().unwrap())
+        .collect();
+    let expected: Vec<u64> = (0..lines.len() as u64).map(|i| 1000 + 250 * i).collect();
+    assert_eq!(times, expected);
+
+    // Timed by its publish times, the imported recording replays: every feed of every event
+    // is a price in the journal. (Timed from 1970, the same payloads would be from the future.)
+    let out = dir.path().join("replayed");
+    run(sluice()
+        .args(["replay", "--quiet", "--journal-inputs", "--out"])
+        .arg(&out)
+        .arg(&by_field));
+    let journal = std::fs::read_to_string(out.join("journal.jsonl")).unwrap();
+    let feeds: usize = lines
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["parsed"]
+                .as_array()
+                .unwrap()
+                .len()
+        })
+        .sum();
+    let prices = journal
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"price\""))
+        .count();
+    assert_eq!(prices, feeds, "{journal}");
+}
+
+/// An import that cannot be done says why and where, and writes no recording.
+#[test]
+fn a_bad_import_names_its_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let lines = hermes_data_lines();
+    std::fs::write(&input, format!("{}\nnot json\n", lines[0])).unwrap();
+    let fail = |args: &[&str]| {
+        let out = dir.path().join("out.rec");
+        let output = sluice()
+            .arg("import")
+            .args(args)
+            .arg("--out")
+            .arg(&out)
+            .arg(&input)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{args:?} should fail");
+        assert!(!out.exists(), "{args:?} left a partial recording");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let no_time = fail(&["--source", "hermes"]);
+    assert!(
+        no_time.contains("--time-field") || no_time.contains("--start-ms"),
+        "{no_time}"
+    );
+    let not_json = fail(&[
+        "--source",
+        "hermes",
+        "--time-field",
+        "/parsed/0/price/publish_time",
+    ]);
+    assert!(
+        not_json.contains("line 2") && not_json.contains("not JSON"),
+        "{not_json}"
+    );
+    let no_field = fail(&["--source", "hermes", "--time-field", "/nowhere"]);
+    assert!(
+        no_field.contains("line 1") && no_field.contains("/nowhere"),
+        "{no_field}"
+    );
+    let unknown = fail(&["--source", "nasdaq", "--start-ms", "0"]);
+    assert!(unknown.contains("unknown --source"), "{unknown}");
+}
+
+/// `sluice bench RECORDING --json` prints one object of the documented shape, each figure a
+/// positive rate, with the price updates counted the same by the floor and every replay.
+#[test]
+fn bench_json_has_the_documented_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let recording = dir.path().join("small.rec");
+    run(sluice()
+        .args([
+            "synth",
+            "--minutes",
+            "1",
+            "--feeds",
+            "4",
+            "--tokens",
+            "20",
+            "--out",
+        ])
+        .arg(&recording));
+    let out = run(sluice()
+        .args(["bench", "--json", "--rounds", "1", "--dir"])
+        .arg(dir.path().join("bench"))
+        .arg(&recording));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
+    let rate = |v: &serde_json::Value, path: &str| {
+        let x = v.pointer(path).and_then(|x| x.as_f64());
+        assert!(x.is_some_and(|x| x > 0.0), "{path} in {report}");
+    };
+    rate(&report, "/parse_floor/price_updates_per_sec");
+    for workers in ["1", "2"] {
+        for figure in ["price_updates_per_sec", "envelopes_per_sec", "mb_per_sec"] {
+            rate(&report, &format!("/workers/{workers}/{figure}"));
+        }
+    }
+    assert!(report["price_updates"].as_u64().unwrap() > 0);
+}

@@ -604,3 +604,27 @@ fn write_bundled_recording() {
     println!("{}: {size} bytes, {opts:?}, {summary:?}", path.display());
     assert!(size <= 5 << 20, "{size} bytes");
 }
+
+/// The committed bundled recording is what the generator writes with its defaults — so it
+/// stays in step with the generator — within the 5 MB budget, and labelled synthetic.
+#[test]
+fn the_bundled_recording_is_the_generators_and_labelled_synthetic() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/bundled.rec");
+    let committed = std::fs::read(&path).unwrap();
+    assert!(committed.len() <= 5 << 20, "{} bytes", committed.len());
+    let reader = RecordingReader::from_bytes(Bytes::from(committed.clone())).unwrap();
+    assert!(reader.meta().synthetic, "{:?}", reader.meta());
+    assert!(
+        reader.meta().label.to_lowercase().contains("synthetic"),
+        "{:?}",
+        reader.meta()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = dir.path().join("bundled.rec");
+    synth::write_recording(&fresh, Codec::Zstd, &SynthOptions::default()).unwrap();
+    assert!(
+        std::fs::read(&fresh).unwrap() == committed,
+        "pipelines/bundled.rec differs from the generator's output: rewrite it with \
+         `cargo test --test synth write_bundled_recording -- --ignored`"
+    );
+}

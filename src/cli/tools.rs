@@ -227,9 +227,17 @@ pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
     };
     let codec: Codec = args.codec.into();
     let out_path = args.out.clone();
-    let (_, summary) = record::import(input, &format, meta, |meta| {
+    let imported = record::import(input, &format, meta, |meta| {
         RecordingWriter::create(&out_path, codec, meta)
-    })?;
+    });
+    let summary = match imported {
+        Ok((_, summary)) => summary,
+        Err(e) => {
+            // Half a recording is worse than none: nobody mistakes a missing file for data.
+            let _ = std::fs::remove_file(&out_path);
+            anyhow::bail!("importing {}: {e}", args.file.display());
+        }
+    };
     println!(
         "wrote {}: {} envelopes ({} blank lines skipped, {} times held back to stay in order)",
         args.out.display(),

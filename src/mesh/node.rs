@@ -2,7 +2,8 @@
 //!
 //! Everything that arrives on the price topic is checked ([`crate::ops::mesh::rules`], then the
 //! seen cache) before gossipsub is told to accept (relay), reject (penalise the sender) or
-//! ignore it; accepted prices go to the node's `on_accept` hook (the live runner turns them into
+//! ignore it. Messages that arrive together (already waiting in the swarm) are validated
+//! together, their signatures as one batch. Accepted prices go to the node's `on_accept` hook (the live runner turns them into
 //! envelopes). The node's own prices are signed with the operator key, published, and handed to
 //! the same hook. Connections from peers not on the allowlist are refused and counted.
 
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ed25519_dalek::SigningKey;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
@@ -39,6 +40,10 @@ const REDIAL_EVERY: Duration = Duration::from_secs(2);
 
 /// How often pending seen ids are written to the store.
 const PERSIST_EVERY: Duration = Duration::from_millis(200);
+
+/// Most price messages validated as one signature batch. Messages already waiting in the swarm
+/// are taken together (a burst), never waited for: a lone message is validated at once.
+pub const VALIDATE_BATCH: usize = 64;
 
 /// Largest control message (provider announcements are tiny).
 const MAX_CONTROL_BYTES: usize = 512;
@@ -261,6 +266,7 @@ impl MeshNode {
             control_topic: control_topic.clone(),
             bootstrap: settings.bootstrap,
             listen_addrs: listen_addrs.clone(),
+            pending: Vec::new(),
         };
         info!(%peer_id, addrs = ?listen_addrs, "mesh node running");
         let task = tokio::spawn(state.run(rx, stop.clone()));
@@ -401,6 +407,15 @@ struct NodeTask {
     control_topic: IdentTopic,
     bootstrap: Vec<Multiaddr>,
     listen_addrs: Vec<Multiaddr>,
+    /// Price messages received and not yet validated (at most [`VALIDATE_BATCH`]).
+    pending: Vec<PendingPrice>,
+}
+
+/// A price message waiting for its verdict.
+struct PendingPrice {
+    message_id: gossipsub::MessageId,
+    from: PeerId,
+    message: gossipsub::Message,
 }
 
 impl NodeTask {
@@ -420,7 +435,17 @@ impl NodeTask {
                     Some(command) => self.command(command),
                     None => break,
                 },
-                event = self.swarm.select_next_some() => self.event(event),
+                event = self.swarm.select_next_some() => {
+                    self.event(event);
+                    // Whatever else the swarm already holds joins this batch.
+                    while self.pending.len() < VALIDATE_BATCH {
+                        match self.swarm.next().now_or_never() {
+                            Some(Some(event)) => self.event(event),
+                            _ => break,
+                        }
+                    }
+                    self.validate_pending();
+                }
                 _ = redial.tick() => self.redial(),
                 _ = persist.tick() => {
                     if let Err(e) = self.seen.persist() {
@@ -532,10 +557,19 @@ impl NodeTask {
                 message_id,
                 message,
             })) => {
+                if message.topic == self.topic.hash() {
+                    self.pending.push(PendingPrice {
+                        message_id,
+                        from: propagation_source,
+                        message,
+                    });
+                    if self.pending.len() >= VALIDATE_BATCH {
+                        self.validate_pending();
+                    }
+                    return;
+                }
                 let acceptance = if message.topic == self.control_topic.hash() {
                     self.control_message(message)
-                } else if message.topic == self.topic.hash() {
-                    self.price_message(message)
                 } else {
                     MessageAcceptance::Ignore
                 };
@@ -594,10 +628,36 @@ impl NodeTask {
         MessageAcceptance::Accept
     }
 
-    fn price_message(&mut self, message: gossipsub::Message) -> MessageAcceptance {
+    /// Validates the pending price messages (signatures as one batch) and tells gossipsub.
+    fn validate_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
         let now = now_ms() as i64;
+        let wires: Vec<&[u8]> = pending.iter().map(|p| p.message.data.as_slice()).collect();
+        let verdicts = rules::check_many(&wires, now, &self.policy);
+        for (p, verdict) in pending.into_iter().zip(verdicts) {
+            let acceptance = self.price_message(p.message, verdict, now);
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .report_message_validation_result(&p.message_id, &p.from, acceptance);
+        }
+    }
+
+    /// The verdict on one price message whose rules `verdict` holds: the seen check, then
+    /// acceptance (counted, remembered, handed on) or refusal (counted).
+    fn price_message(
+        &mut self,
+        message: gossipsub::Message,
+        verdict: Result<MeshPriceMessage, Rejection>,
+        now: i64,
+    ) -> MessageAcceptance {
         let id = message_id(&message.data);
-        let verdict = rules::check(&message.data, now, &self.policy).and_then(|msg| {
+        // Checked after the batch's earlier messages were remembered: a duplicate within one
+        // batch is a replay too.
+        let verdict = verdict.and_then(|msg| {
             if self.seen.contains(&id, now) {
                 Err(Rejection::Replayed)
             } else {

@@ -62,6 +62,34 @@ fn index(reason: Rejection) -> usize {
         .unwrap_or(0)
 }
 
+/// Makes every mesh counter and gauge visible on `/metrics` from the start, at zero until
+/// something happens (a provider's counters on a node that is not one, each rejection reason),
+/// so dashboards and alert rules see a series, not a gap. Adds zero: safe to call again.
+pub fn register_metrics() {
+    for name in [
+        "mesh_messages_accepted_total",
+        "mesh_messages_published_total",
+        "mesh_provider_fetch_attempts_total",
+        "mesh_provider_fetch_success_total",
+        "mesh_provider_broadcast_success_total",
+        "mesh_cache_hits_total",
+        "mesh_cache_misses_total",
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+    for reason in Rejection::ALL {
+        metrics::counter!("mesh_messages_rejected_total", "reason" => reason.reason()).increment(0);
+    }
+    for name in [
+        "mesh_network_connected_peers",
+        "mesh_network_active_providers",
+        "mesh_seen_messages_cache_size",
+        "mesh_cache_data_age_seconds",
+    ] {
+        metrics::gauge!(name).increment(0.0);
+    }
+}
+
 /// Describes the mesh metrics (once, with the recorder).
 pub fn describe_metrics() {
     metrics::describe_counter!(
@@ -107,5 +135,17 @@ pub fn describe_metrics() {
     metrics::describe_histogram!(
         "mesh_provider_api_latency_seconds",
         "Birdeye multi_price latency seen by providers"
+    );
+    metrics::describe_counter!(
+        "mesh_cache_hits_total",
+        "Mesh price look-ups (/api/mesh/prices) that found prices"
+    );
+    metrics::describe_counter!(
+        "mesh_cache_misses_total",
+        "Mesh price look-ups (/api/mesh/prices) that found none"
+    );
+    metrics::describe_gauge!(
+        "mesh_cache_data_age_seconds",
+        "Age of the newest mesh price, as of the last network status"
     );
 }

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 
 use ed25519_dalek::VerifyingKey;
 
-use super::signed::{SignatureProblem, verify_parts};
-use crate::model::parse::mesh::{MESH_VERSION, MeshPriceMessage, split_wire};
+use super::signed::{SignatureCheck, SignatureProblem, verify_many, verify_parts};
+use crate::model::parse::mesh::{MESH_VERSION, MeshPriceMessage, SignedParts, split_wire};
 
 /// Exponents a price may carry.
 const EXPO_RANGE: std::ops::RangeInclusive<i32> = -30..=30;
@@ -44,6 +44,10 @@ impl Policy {
             let mut bytes = [0u8; 32];
             hex::decode_to_slice(origin, &mut bytes).map_err(|_| origin.clone())?;
             let key = VerifyingKey::from_bytes(&bytes).map_err(|_| origin.clone())?;
+            // A small-order key verifies forgeries: never an operator's.
+            if key.is_weak() {
+                return Err(origin.clone());
+            }
             map.insert(origin.to_ascii_lowercase(), key);
         }
         Ok(Policy {
@@ -130,6 +134,52 @@ impl Rejection {
 
 /// Checks `wire` received at `now_ms`; the message it states if it passes.
 pub fn check(wire: &[u8], now_ms: i64, policy: &Policy) -> Result<MeshPriceMessage, Rejection> {
+    let (parts, msg, key) = before_signature(wire, policy)?;
+    verify_parts(parts.msg.get().as_bytes(), &parts.sig, key).map_err(signature_rejection)?;
+    after_signature(msg, now_ms, policy)
+}
+
+/// [`check`] for many messages received at `now_ms`, one verdict per message, in order, with
+/// the signatures verified as one batch (about twice as fast as one by one). Every verdict is
+/// the one [`check`] gives that message alone.
+pub fn check_many(
+    wires: &[&[u8]],
+    now_ms: i64,
+    policy: &Policy,
+) -> Vec<Result<MeshPriceMessage, Rejection>> {
+    let prepared: Vec<_> = wires
+        .iter()
+        .map(|wire| before_signature(wire, policy))
+        .collect();
+    let checks: Vec<SignatureCheck<'_>> = prepared
+        .iter()
+        .filter_map(|p| p.as_ref().ok())
+        .map(|(parts, _, key)| SignatureCheck {
+            msg: parts.msg.get().as_bytes(),
+            sig_hex: parts.sig.as_ref(),
+            key,
+        })
+        .collect();
+    let mut signatures = verify_many(&checks).into_iter();
+    prepared
+        .into_iter()
+        .map(|p| {
+            let (_, msg, _) = p?;
+            // One signature verdict per prepared message, in the same order.
+            signatures
+                .next()
+                .unwrap_or(Err(SignatureProblem::Invalid))
+                .map_err(signature_rejection)?;
+            after_signature(msg, now_ms, policy)
+        })
+        .collect()
+}
+
+/// The checks before the signature: size, shape, version, origin.
+fn before_signature<'w, 'p>(
+    wire: &'w [u8],
+    policy: &'p Policy,
+) -> Result<(SignedParts<'w>, MeshPriceMessage, &'p VerifyingKey), Rejection> {
     if wire.len() > policy.max_message_bytes {
         return Err(Rejection::Oversized);
     }
@@ -143,10 +193,22 @@ pub fn check(wire: &[u8], now_ms: i64, policy: &Policy) -> Result<MeshPriceMessa
         .origins
         .get(&msg.origin.to_ascii_lowercase())
         .ok_or(Rejection::UnknownOrigin)?;
-    verify_parts(parts.msg.get().as_bytes(), &parts.sig, key).map_err(|e| match e {
+    Ok((parts, msg, key))
+}
+
+fn signature_rejection(problem: SignatureProblem) -> Rejection {
+    match problem {
         SignatureProblem::Malformed => Rejection::Malformed,
         SignatureProblem::Invalid => Rejection::BadSignature,
-    })?;
+    }
+}
+
+/// The checks after the signature: price, then publish time against `now_ms`.
+fn after_signature(
+    msg: MeshPriceMessage,
+    now_ms: i64,
+    policy: &Policy,
+) -> Result<MeshPriceMessage, Rejection> {
     if msg.mantissa <= 0 || !EXPO_RANGE.contains(&msg.expo) {
         return Err(Rejection::BadPrice);
     }
@@ -230,5 +292,66 @@ mod tests {
         );
         assert_eq!(check(b"{}", NOW, &policy()), Err(Rejection::Malformed));
         assert!(Rejection::BadSignature.penalises() && !Rejection::Replayed.penalises());
+    }
+
+    #[test]
+    fn a_batch_gives_every_message_its_own_verdict() {
+        let good = key(1);
+        let forger = key(2);
+        let mut wires: Vec<String> = Vec::new();
+        for seq in 0..40u64 {
+            let mut msg = message(&good);
+            msg.seq = seq;
+            let signer = match seq % 10 {
+                3 => {
+                    // Claims the allowed origin, signed by another key.
+                    &forger
+                }
+                5 => {
+                    msg.mantissa = -1;
+                    &good
+                }
+                7 => {
+                    msg.publish_ms = NOW - 90_000;
+                    &good
+                }
+                _ => &good,
+            };
+            let mut wire = sign_wire(&msg, signer);
+            if seq % 10 == 9 {
+                wire = format!("{wire}x");
+            }
+            if seq == 11 {
+                wire = "X".repeat(2_000);
+            }
+            if seq == 13 {
+                wire = sign_wire(&message(&forger), &forger);
+            }
+            wires.push(wire);
+        }
+        let refs: Vec<&[u8]> = wires.iter().map(|w| w.as_bytes()).collect();
+        let batch = check_many(&refs, NOW, &policy());
+        let alone: Vec<_> = refs.iter().map(|w| check(w, NOW, &policy())).collect();
+        assert_eq!(batch, alone);
+        let count = |r: Rejection| batch.iter().filter(|v| **v == Err(r)).count();
+        assert_eq!(count(Rejection::BadSignature), 3);
+        assert_eq!(count(Rejection::BadPrice), 4);
+        assert_eq!(count(Rejection::Stale), 4);
+        assert_eq!(count(Rejection::Malformed), 4);
+        assert_eq!(count(Rejection::Oversized), 1);
+        assert_eq!(count(Rejection::UnknownOrigin), 1);
+        assert_eq!(batch.iter().filter(|v| v.is_ok()).count(), 23);
+    }
+
+    #[test]
+    fn a_small_order_key_is_no_operator() {
+        // The identity point: every signature with R = identity and s = 0 verifies under it.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let weak = hex::encode(identity);
+        assert_eq!(
+            Policy::new(std::slice::from_ref(&weak), 1024, 5_000, 60_000).map(|_| ()),
+            Err(weak)
+        );
     }
 }
