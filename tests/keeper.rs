@@ -1186,3 +1186,542 @@ async fn two_keepers_sharing_a_key_take_turns_with_the_nonce() {
     assert_eq!(balance(&anvil.url, contract).await, U256::from(2 * FEE));
     assert_eq!(nonce(&anvil.url, KEY_1).await, 2);
 }
+
+/// A JSON-RPC proxy in front of anvil: `edit` sees each request body and the upstream answer
+/// (`None` before it is fetched) and may answer instead: a fault or a rewritten reply.
+type Edit = dyn Fn(&[u8], Option<&[u8]>) -> Option<(u16, Vec<u8>)> + Send + Sync;
+
+async fn rpc_proxy(
+    upstream: &str,
+    edit: std::sync::Arc<Edit>,
+) -> (String, tokio::task::JoinHandle<()>) {
+    use axum::body::Bytes as Body;
+    use axum::http::StatusCode;
+
+    let upstream = upstream.to_owned();
+    let app = axum::Router::new().fallback(move |body: Body| {
+        let upstream = upstream.clone();
+        let edit = std::sync::Arc::clone(&edit);
+        async move {
+            let reply = |(status, body): (u16, Vec<u8>)| {
+                (
+                    StatusCode::from_u16(status).unwrap(),
+                    [("content-type", "application/json")],
+                    body,
+                )
+            };
+            if let Some(answer) = edit(&body, None) {
+                return reply(answer);
+            }
+            let answer = reqwest::Client::new()
+                .post(&upstream)
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            reply(edit(&body, Some(&answer)).unwrap_or((200, answer.to_vec())))
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, server)
+}
+
+fn calls(body: &[u8], method: &str) -> bool {
+    body.windows(method.len()).any(|w| w == method.as_bytes())
+}
+
+/// The crash window between recording a signed transaction and broadcasting it: the endpoint
+/// of the first run refuses the broadcast (as if the process died before it), so only the
+/// store knows the transaction. The next start broadcasts the same signed bytes again: one
+/// nonce, one fee.
+#[tokio::test]
+async fn a_transaction_stored_but_never_broadcast_is_sent_by_the_next_start() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let anvil = Anvil::start(&[]);
+    let contract = deploy_mock_pyth(&anvil.url, 60, FEE).await;
+    let broadcasts = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&broadcasts);
+    let (proxy, server) = rpc_proxy(
+        &anvil.url,
+        Arc::new(move |body, answer| {
+            (answer.is_none() && calls(body, "eth_sendRawTransaction")).then(|| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                (503, Vec::new())
+            })
+        }),
+    )
+    .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let b = batch(1, &[(BTC, 100, 1_000)]);
+    {
+        let config = chain_config(&[&proxy], contract, ChainMode::Send, KEY_1);
+        let tree = ChainSink::open_store(dir.path()).unwrap();
+        let mut sink = ChainSink::open(&config, Some(tree), false).await.unwrap();
+        let events = sink.on_batch(&b, 0).await;
+        assert!(
+            matches!(&events[..], [SinkEvent::TxSubmitted { nonce: 0, .. }]),
+            "{events:?}"
+        );
+        assert!(sink.state().in_flight.is_some());
+    }
+    assert!(broadcasts.load(Ordering::SeqCst) >= 1);
+    // Nothing reached the node.
+    let pending: serde_json::Value = provider(&anvil.url)
+        .raw_request("txpool_content".into(), ())
+        .await
+        .unwrap();
+    assert_eq!(pending["pending"], serde_json::json!({}), "{pending}");
+    assert_eq!(nonce(&anvil.url, KEY_1).await, 0);
+
+    // Started again (the node reachable now): the stored bytes go out, and land.
+    let config = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
+    let tree = ChainSink::open_store(dir.path()).unwrap();
+    let mut sink = ChainSink::open(&config, Some(tree), false).await.unwrap();
+    let stored = sink.state().in_flight.clone().unwrap();
+    sink.reconcile(0).await;
+    let mut now = 0;
+    let SinkEvent::TxConfirmed { hash, .. } = tick_until(&mut sink, &mut now, is_confirmed).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        hash, stored.attempts[0].hash,
+        "the very transaction signed before"
+    );
+    let events = sink.on_batch(&b, now).await;
+    assert!(
+        matches!(&events[..], [SinkEvent::TxSkipped { .. }]),
+        "{events:?}"
+    );
+    assert_eq!(nonce(&anvil.url, KEY_1).await, 1);
+    assert_eq!(balance(&anvil.url, contract).await, U256::from(FEE));
+    let btc = price_on_chain(&anvil.url, contract, BTC).await.unwrap();
+    assert_eq!((btc.price, btc.publishTime), (100, U256::from(1_000)));
+    server.abort();
+}
+
+/// A chain without a base fee: its blocks carry no `baseFeePerGas` (anvil's, stripped by a
+/// proxy: MockPyth's bytecode needs Shanghai, whose anvil blocks always have one). The sink
+/// sends a legacy transaction at the node's gas price, confirmed like the others.
+#[tokio::test]
+async fn without_a_base_fee_it_sends_legacy_transactions() {
+    use std::sync::Arc;
+
+    let anvil = Anvil::start(&[]);
+    let contract = deploy_mock_pyth(&anvil.url, 60, FEE).await;
+    let (proxy, server) = rpc_proxy(
+        &anvil.url,
+        Arc::new(|body, answer| {
+            let answer = answer?;
+            if !calls(body, "eth_getBlockBy") {
+                return None;
+            }
+            let mut v: serde_json::Value = serde_json::from_slice(answer).ok()?;
+            let strip = |reply: &mut serde_json::Value| {
+                if let Some(header) = reply["result"].as_object_mut() {
+                    header.remove("baseFeePerGas");
+                }
+            };
+            match v.as_array_mut() {
+                Some(replies) => replies.iter_mut().for_each(strip),
+                None => strip(&mut v),
+            }
+            Some((200, serde_json::to_vec(&v).unwrap()))
+        }),
+    )
+    .await;
+    let config = chain_config(&[&proxy], contract, ChainMode::Send, KEY_1);
+    let mut sink = ChainSink::open(&config, None, false).await.unwrap();
+    let events = sink.on_batch(&batch(1, &[(BTC, 100, 1_000)]), 0).await;
+    let [
+        SinkEvent::TxSubmitted {
+            hash,
+            max_fee_per_gas,
+            ..
+        },
+    ] = &events[..]
+    else {
+        panic!("{events:?}")
+    };
+    let mut now = 0;
+    tick_until(&mut sink, &mut now, is_confirmed).await;
+    let tx: serde_json::Value = provider(&anvil.url)
+        .raw_request("eth_getTransactionByHash".into(), (hash,))
+        .await
+        .unwrap();
+    assert_eq!(tx["type"], "0x0", "a legacy transaction: {tx}");
+    let sent = u128::from_str_radix(
+        tx["gasPrice"].as_str().unwrap().trim_start_matches("0x"),
+        16,
+    )
+    .unwrap();
+    assert!(sent > 0);
+    assert_eq!(
+        sent.to_string(),
+        *max_fee_per_gas,
+        "the node's gas price, as planned"
+    );
+    assert_eq!(balance(&anvil.url, contract).await, U256::from(FEE));
+    server.abort();
+}
+
+/// The keeper's metrics, read from a recorder of this test's own: one confirmed transaction of
+/// two feeds is one latency sample, one gas cost (gas used × price, in gwei), two landed
+/// updates; the wallet gauge is the balance in whole gwei.
+#[test]
+fn a_confirmed_push_is_measured() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let (gas_wei, wallet) = metrics::with_local_recorder(&recorder, || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let anvil = Anvil::start(&[]);
+                let contract = deploy_mock_pyth(&anvil.url, 60, FEE).await;
+                let config = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_2);
+                let mut sink = ChainSink::open(&config, None, false).await.unwrap();
+                let events = sink
+                    .on_batch(&batch(1, &[(BTC, 100, 1_000), (ETH, 200, 1_001)]), 0)
+                    .await;
+                let [SinkEvent::TxSubmitted { hash, .. }] = &events[..] else {
+                    panic!("{events:?}")
+                };
+                let mut now = 0;
+                tick_until(&mut sink, &mut now, is_confirmed).await;
+                let receipt: serde_json::Value = provider(&anvil.url)
+                    .raw_request("eth_getTransactionReceipt".into(), (hash,))
+                    .await
+                    .unwrap();
+                let hex = |k: &str| {
+                    u128::from_str_radix(receipt[k].as_str().unwrap().trim_start_matches("0x"), 16)
+                        .unwrap()
+                };
+                let gas_wei = hex("gasUsed") * hex("effectiveGasPrice");
+                assert!(
+                    sink.check_balance().await.is_none(),
+                    "funded above min_balance"
+                );
+                let signer: alloy::signers::local::PrivateKeySigner = KEY_2.parse().unwrap();
+                (gas_wei, balance(&anvil.url, signer.address()).await)
+            })
+    });
+    let mut counters = std::collections::BTreeMap::new();
+    let mut gauges = std::collections::BTreeMap::new();
+    let mut histograms = std::collections::BTreeMap::new();
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        let key = key.key();
+        let labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        let name = format!("{}{labels:?}", key.name());
+        match value {
+            DebugValue::Counter(c) => {
+                counters.insert(name, c);
+            }
+            DebugValue::Gauge(g) => {
+                gauges.insert(name, g.into_inner());
+            }
+            DebugValue::Histogram(h) => {
+                histograms.insert(
+                    name,
+                    h.into_iter().map(|v| v.into_inner()).collect::<Vec<f64>>(),
+                );
+            }
+        }
+    }
+    assert_eq!(
+        counters[r#"price_updates_total["source=keeper"]"#], 2,
+        "{counters:?}"
+    );
+    let latency = &histograms["tx_latency_seconds[]"];
+    assert_eq!(latency.len(), 1, "{histograms:?}");
+    assert!(latency[0] >= 0.0 && latency[0] < 30.0);
+    let gas = &histograms["gas_cost_gwei[]"];
+    assert_eq!(gas.len(), 1);
+    assert!(
+        (gas[0] - gas_wei as f64 / 1e9).abs() < 1e-6,
+        "{gas:?} vs {gas_wei} wei"
+    );
+    let whole_gwei = wallet / U256::from(1_000_000_000u64);
+    assert_eq!(
+        gauges["wallet_balance_gwei[]"],
+        u128::try_from(whole_gwei).unwrap() as f64
+    );
+}
+
+/// `sluice run` in send mode, killed (SIGKILL) while its first transaction waits in the
+/// mempool of a node that mines on demand, then started again on the same output directory
+/// while blocks are mined: the transaction signed before the kill lands once, what the second
+/// run sends is new, and on chain no (feed, publish time) was paid for twice.
+#[test]
+fn a_run_killed_between_send_and_receipt_pays_once_after_restart() {
+    use std::collections::BTreeSet;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use sluice::dataflow::run::RecordingInput;
+    use sluice::record::Codec;
+    use sluice::venue::{Venue, VenueOptions};
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let anvil = Anvil::start(&["--no-mining"]);
+    let contract = rt.block_on(deploy_without_automine(&anvil.url));
+    let dir = tempfile::tempdir().unwrap();
+    let recording = dir.path().join("synth.rec");
+    let opts = sluice::synth::SynthOptions {
+        minutes: 2,
+        feeds: 3,
+        tokens: 5,
+        faults: false,
+        // At recorded pace, 20 s behind the wall clock: fresh, never in the future.
+        start_ms: sluice::sources::now_ms() - 20_000,
+        ..sluice::synth::SynthOptions::default()
+    };
+    sluice::synth::write_recording(&recording, Codec::Zstd, &opts).unwrap();
+    let venue = rt
+        .block_on(Venue::start(
+            RecordingInput::File(recording),
+            "127.0.0.1:0".parse().unwrap(),
+            VenueOptions::default(),
+        ))
+        .unwrap();
+    let config_file = dir.path().join("keeper.toml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "[hermes]\nbase_url = \"{}\"\n[serve]\nlisten = \"127.0.0.1:0\"\n\
+             [debounce]\nforce_update_interval_ms = 3000\n\
+             [chain]\nrpc_urls = [\"{}\"]\ncontract_address = \"{contract:#x}\"\nmode = \"send\"\n\
+             update_data = \"stream\"\npoll_interval_ms = 200\nreceipt_timeout_ms = 2000\n",
+            venue.hermes_url(),
+            anvil.url
+        ),
+    )
+    .unwrap();
+    let pipeline_file = dir.path().join("keeper.pipeline.toml");
+    std::fs::write(
+        &pipeline_file,
+        "name = \"keeper\"\nsources = [\"hermes\", \"chain\"]\ncomputations = [\"debounce\"]\nsinks = [\"journal\", \"chain\"]\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let start = || -> Child {
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("run")
+            .arg("--config")
+            .arg(&config_file)
+            .arg("--pipeline")
+            .arg(&pipeline_file)
+            .arg("--out")
+            .arg(&out)
+            .env("PRIVATE_KEY", KEY_1)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let keeper_lines = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(out.join("keeper.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let kind = |v: &serde_json::Value| v["kind"].as_str().unwrap_or("").to_owned();
+
+    // The first run: killed as soon as its first transaction is out.
+    let mut first = start();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !keeper_lines().iter().any(|v| kind(v) == "tx_submitted") {
+        assert!(
+            Instant::now() < deadline,
+            "no submission: {:#?}",
+            keeper_lines()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let before = keeper_lines();
+    let in_flight = before
+        .iter()
+        .find(|v| kind(v) == "tx_submitted")
+        .unwrap()
+        .clone();
+    assert_eq!(in_flight["nonce"], 0, "{in_flight}");
+    assert_eq!(
+        rt.block_on(nonce(&anvil.url, KEY_1)),
+        0,
+        "nothing mined yet"
+    );
+
+    // The second run, while blocks are mined.
+    let mut second = start();
+    let until = Instant::now() + Duration::from_secs(12);
+    while Instant::now() < until {
+        rt.block_on(mine(&anvil.url));
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    let pid = second.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(second.wait().unwrap().success());
+    rt.block_on(mine(&anvil.url));
+    let after: Vec<serde_json::Value> = keeper_lines().split_off(before.len());
+    assert!(after.iter().all(|v| kind(v) != "tx_failed"), "{after:#?}");
+    // The kept transaction was settled by the second run, not sent anew.
+    // (Batch numbers restart with the process: the transaction is known by its hashes, the
+    // first and its replacements at nonce 0.)
+    let nonce_0: BTreeSet<&str> = before
+        .iter()
+        .chain(&after)
+        .filter(|v| matches!(kind(v).as_str(), "tx_submitted" | "tx_replaced") && v["nonce"] == 0)
+        .map(|v| v["hash"].as_str().unwrap())
+        .collect();
+    let settled: Vec<&serde_json::Value> = after
+        .iter()
+        .filter(|v| kind(v) == "tx_confirmed" && nonce_0.contains(v["hash"].as_str().unwrap()))
+        .collect();
+    assert_eq!(settled.len(), 1, "{after:#?}");
+    assert!(
+        after
+            .iter()
+            .filter(|v| kind(v) == "tx_submitted")
+            .all(|v| v["nonce"].as_u64() > Some(0)),
+        "{after:#?}"
+    );
+    assert!(
+        after.iter().any(|v| kind(v) == "tx_submitted"),
+        "the second run went on pushing: {after:#?}"
+    );
+
+    // On chain: every transaction of the keeper succeeded, none repeats a (feed, publish
+    // time), the first carries what was in flight, and the fees are exactly one per update.
+    let mined = rt.block_on(nonce(&anvil.url, KEY_1));
+    let signer: alloy::signers::local::PrivateKeySigner = KEY_1.parse().unwrap();
+    let me = format!("{:#x}", signer.address());
+    let chain = provider(&anvil.url);
+    let head = rt.block_on(chain.get_block_number()).unwrap();
+    let mut pushed = BTreeSet::new();
+    let mut updates = 0u64;
+    let mut txs = 0u64;
+    for n in 0..=head {
+        let block: serde_json::Value = rt
+            .block_on(chain.raw_request("eth_getBlockByNumber".into(), (format!("{n:#x}"), true)))
+            .unwrap();
+        for tx in block["transactions"].as_array().unwrap() {
+            if tx["from"].as_str() != Some(me.as_str()) {
+                continue;
+            }
+            txs += 1;
+            let receipt: serde_json::Value = rt
+                .block_on(
+                    chain.raw_request("eth_getTransactionReceipt".into(), (tx["hash"].clone(),)),
+                )
+                .unwrap();
+            assert_eq!(receipt["status"], "0x1", "{tx}");
+            let input =
+                hex::decode(tx["input"].as_str().unwrap().trim_start_matches("0x")).unwrap();
+            use alloy::sol_types::SolCall;
+            let call = IPyth::updatePriceFeedsIfNecessaryCall::abi_decode(&input).unwrap();
+            updates += call.updateData.len() as u64;
+            let feeds: Vec<(String, u64)> = call
+                .priceIds
+                .iter()
+                .zip(&call.publishTimes)
+                .map(|(id, t)| (format!("{id:#x}").trim_start_matches("0x").to_owned(), *t))
+                .collect();
+            if tx["nonce"] == "0x0" {
+                let kept: Vec<(String, u64)> = in_flight["ids"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .zip(in_flight["publish_times"].as_array().unwrap())
+                    .map(|(id, t)| {
+                        (
+                            id.as_str().unwrap().trim_start_matches("0x").to_owned(),
+                            t.as_u64().unwrap(),
+                        )
+                    })
+                    .collect();
+                assert_eq!(feeds, kept, "nonce 0 carries what was in flight");
+            }
+            for feed in feeds {
+                assert!(pushed.insert(feed.clone()), "{feed:?} paid for twice");
+            }
+        }
+    }
+    assert_eq!(txs, mined);
+    assert!(txs >= 2, "{txs} transactions");
+    assert_eq!(
+        rt.block_on(balance(&anvil.url, contract)),
+        U256::from(FEE * updates)
+    );
+    rt.block_on(venue.shutdown());
+}
+
+/// A WebSocket endpoint that is down when the keeper starts is kept, and used once its node
+/// is up (calls, and the log subscription); after the node restarts, calls reach it again.
+#[tokio::test]
+async fn a_websocket_endpoint_down_at_start_is_used_once_it_is_up() {
+    use sluice::chain::ChainError;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ws = format!("ws://127.0.0.1:{port}");
+    let client = ChainClient::connect(std::slice::from_ref(&ws))
+        .await
+        .expect("a down WebSocket is kept, not fatal");
+    let block_number = || client.call(|p| async move { Ok(p.get_block_number().await?) });
+    assert!(
+        matches!(block_number().await, Err(ChainError::Unreachable { .. })),
+        "down"
+    );
+    assert!(client.price_updates([0; 20]).await.is_none());
+
+    let anvil = Anvil::start_on(port, &[]);
+    assert_eq!(block_number().await.unwrap(), 0);
+    assert!(client.price_updates([0; 20]).await.is_some());
+
+    // The node goes away and comes back on the same port.
+    drop(anvil);
+    let _anvil = Anvil::start_on(port, &[]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match block_number().await {
+            Ok(n) => {
+                assert_eq!(n, 0, "the new node");
+                break;
+            }
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "not back: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    }
+}

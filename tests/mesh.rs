@@ -252,6 +252,13 @@ async fn prices_reach_every_node_of_a_line_and_a_star() {
         })
         .await;
     }
+    // A few heartbeats for late gossip (IHAVE/IWANT), then: each exactly once.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    for node in &star {
+        let seqs: Vec<u64> = node.inbox.lock().unwrap().iter().map(|m| m.1).collect();
+        assert_eq!(seqs.len(), 3, "no duplicates: {seqs:?}");
+    }
+    assert_eq!(star[0].node().stats().accepted(), 3);
     for node in &mut star {
         node.stop().await;
     }
@@ -315,7 +322,7 @@ async fn hostile_input_is_refused_counted_and_never_relayed() {
     // attacker_k -> target -> honest
     let mut target = TestNode::new(root.path(), "target");
     let mut honest = TestNode::new(root.path(), "honest");
-    let attackers: Vec<TestNode> = (0..7)
+    let attackers: Vec<TestNode> = (0..9)
         .map(|k| TestNode::new(root.path(), &format!("attacker{k}")))
         .collect();
     let mut allowed = vec![target.peer(), honest.peer()];
@@ -332,7 +339,7 @@ async fn hostile_input_is_refused_counted_and_never_relayed() {
 
     let old = now_ms() - 61_000;
     let future = now_ms() + 60_000;
-    let cases: Vec<(Vec<u8>, Rejection)> = vec![
+    let mut cases: Vec<(Vec<u8>, Rejection)> = vec![
         // Claims the good origin, signed by another key.
         (price_as(&good, &rogue, 1, |_| {}), Rejection::BadSignature),
         (price(&rogue, 2, |_| {}), Rejection::UnknownOrigin),
@@ -351,11 +358,26 @@ async fn hostile_input_is_refused_counted_and_never_relayed() {
             Rejection::Oversized,
         ),
     ];
+    let price_cases = cases.len();
+    // On the control topic: an unsealed announcement, and one claiming the honest node's key
+    // with a body changed after sealing.
+    cases.push((
+        br#"{"kind":"fetched","window":1,"at_ms":1}"#.to_vec(),
+        Rejection::Malformed,
+    ));
+    let mut forged =
+        sluice::mesh::control::seal(&honest.keypair, br#"{"kind":"announce","at_ms":1}"#).unwrap();
+    *forged.last_mut().unwrap() = b' ';
+    cases.push((forged, Rejection::BadSignature));
     let mut counted = std::collections::BTreeMap::new();
-    for ((wire, reason), mut attacker) in cases.into_iter().zip(attackers) {
+    for (i, ((wire, reason), mut attacker)) in cases.into_iter().zip(attackers).enumerate() {
         attacker.start(plan(vec![target.addr()])).await;
         settle(&[&attacker], &[1]).await;
-        attacker.node().publish_wire(wire).await.unwrap();
+        if i < price_cases {
+            attacker.node().publish_wire(wire).await.unwrap();
+        } else {
+            attacker.node().publish_control_wire(wire).await.unwrap();
+        }
         *counted.entry(reason).or_insert(0u64) += 1;
         let want = counted[&reason];
         until(reason.reason(), async || {
@@ -413,6 +435,10 @@ async fn hostile_input_is_refused_counted_and_never_relayed() {
         "nothing was relayed"
     );
     assert!(target.inbox.lock().unwrap().is_empty());
+    assert!(
+        target.control.as_mut().unwrap().try_recv().is_err(),
+        "no forged control message reached the provider logic"
+    );
     intruder.stop().await;
     for node in [&mut target, &mut honest] {
         node.stop().await;
@@ -967,6 +993,20 @@ async fn the_admin_api_turns_a_live_provider_on_and_off() {
         .unwrap();
     assert!(own.is_ok(), "the provider's own prices reach its dataflow");
 
+    // Disabling needs the token too (a wrong one is no better than none).
+    for token in [None, Some("not-the-admin-token")] {
+        let (status, _) = post("/api/mesh/provider/disable", token, serde_json::json!({})).await;
+        assert_eq!(status, 401);
+    }
+    let status: serde_json::Value = client
+        .get(format!("{base}/api/mesh/provider/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["data"]["enabled"], true, "{status}");
     let (status, text) = post(
         "/api/mesh/provider/disable",
         Some(ADMIN),

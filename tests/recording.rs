@@ -1,6 +1,8 @@
 //! The recording format: lossless round trips, truncated tails, corrupt frames, foreign files.
 
 use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use proptest::prelude::*;
@@ -246,4 +248,41 @@ fn files_open_and_skip_unwanted_envelopes() {
         reader.progress(),
         (bytes.len() as u64, Some(bytes.len() as u64))
     );
+}
+
+#[test]
+fn bytes_in_memory_report_progress_over_their_own_length() {
+    let items: Vec<Item> = (0..40)
+        .map(|i| {
+            Item::Envelope(Envelope {
+                endpoint: Endpoint::HermesStream,
+                t_ms: i,
+                context: String::new(),
+                raw: Bytes::from(vec![b'p'; 500 + 37 * i as usize]),
+                seq: 0,
+            })
+        })
+        .collect();
+    for codec in [Codec::None, Codec::Zstd] {
+        let bytes = write(&items, codec);
+        let len = bytes.len() as u64;
+        let counter = Arc::new(AtomicU64::new(0));
+        let mut reader =
+            RecordingReader::from_bytes_counted(Bytes::from(bytes), Arc::clone(&counter)).unwrap();
+        let mut seen = vec![counter.load(Ordering::Relaxed)];
+        while reader.next_item().unwrap().is_some() {
+            seen.push(counter.load(Ordering::Relaxed));
+        }
+        // The end marker was read by the call that returned `None`.
+        seen.push(counter.load(Ordering::Relaxed));
+        assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{codec:?}: {seen:?}");
+        assert!(seen[0] < len / 4, "{codec:?} starts near 0: {seen:?}");
+        let middle = seen[seen.len() / 2];
+        assert!(
+            middle > len / 4 && middle < len * 3 / 4,
+            "{codec:?} is midway halfway: {middle} of {len}"
+        );
+        assert_eq!(*seen.last().unwrap(), len, "{codec:?} ends full");
+        assert_eq!(reader.progress(), (len, Some(len)));
+    }
 }

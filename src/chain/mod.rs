@@ -119,14 +119,45 @@ fn is_unreachable(e: &alloy::contract::Error) -> bool {
 
 pub use crate::config::shown_url;
 
+/// How long a WebSocket connect may take before the endpoint counts as unreachable.
+const WS_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// One endpoint.
 struct Endpoint {
     url: String,
     shown: String,
-    provider: DynProvider,
+    /// HTTP: built at once (it connects per request). WebSocket: connected when first needed,
+    /// and again on a later call while it is down, so a node that was down when the keeper
+    /// started is used once it is back.
+    provider: tokio::sync::Mutex<Option<DynProvider>>,
 }
 
 impl Endpoint {
+    fn is_websocket(&self) -> bool {
+        self.url.starts_with("ws://") || self.url.starts_with("wss://")
+    }
+
+    /// The provider, connecting a WebSocket now if it is not connected; the reason (redacted)
+    /// when it cannot be.
+    async fn provider(&self) -> Result<DynProvider, String> {
+        let mut slot = self.provider.lock().await;
+        if let Some(provider) = slot.as_ref() {
+            return Ok(provider.clone());
+        }
+        let connect = ProviderBuilder::new()
+            .disable_recommended_fillers()
+            .connect_ws(WsConnect::new(self.url.clone()));
+        match tokio::time::timeout(WS_CONNECT_TIMEOUT, connect).await {
+            Ok(Ok(provider)) => {
+                let provider = provider.erased();
+                *slot = Some(provider.clone());
+                Ok(provider)
+            }
+            Ok(Err(e)) => Err(self.redact(&e.to_string())),
+            Err(_) => Err(format!("no connection within {WS_CONNECT_TIMEOUT:?}")),
+        }
+    }
+
     /// `text` with the full URL (which may carry an API key) replaced by its shown form.
     fn redact(&self, text: &str) -> String {
         let mut out = text.replace(&self.url, &self.shown);
@@ -146,46 +177,42 @@ pub struct ChainClient {
 }
 
 impl ChainClient {
-    /// Connects to `urls` (HTTP lazily; a WebSocket that does not connect now is left out, with
-    /// a warning). Fails when no endpoint is left.
+    /// Connects to `urls`: HTTP lazily; a WebSocket at once, and one that does not connect
+    /// now is kept (with a warning) and tried again when calls reach it. Fails only on a bad
+    /// URL or an empty list.
     pub async fn connect(urls: &[String]) -> Result<ChainClient, ChainError> {
+        if urls.is_empty() {
+            return Err(ChainError::Unreachable {
+                tried: 0,
+                last: "no rpc_urls configured".into(),
+            });
+        }
         let mut endpoints = Vec::new();
-        let mut last = String::from("no rpc_urls configured");
         for url in urls {
             let shown = shown_url(url);
             let provider = if url.starts_with("ws://") || url.starts_with("wss://") {
-                match ProviderBuilder::new()
-                    .disable_recommended_fillers()
-                    .connect_ws(WsConnect::new(url.clone()))
-                    .await
-                {
-                    Ok(p) => p.erased(),
-                    Err(e) => {
-                        let reason = e.to_string().replace(url.as_str(), &shown);
-                        tracing::warn!(endpoint = %shown, error = %reason, "RPC endpoint left out");
-                        last = format!("{shown}: {reason}");
-                        continue;
-                    }
-                }
+                None
             } else {
                 let parsed = reqwest::Url::parse(url)
                     .map_err(|e| ChainError::Other(format!("RPC URL {shown}: {e}")))?;
-                ProviderBuilder::new()
-                    .disable_recommended_fillers()
-                    .connect_http(parsed)
-                    .erased()
+                Some(
+                    ProviderBuilder::new()
+                        .disable_recommended_fillers()
+                        .connect_http(parsed)
+                        .erased(),
+                )
             };
-            endpoints.push(Endpoint {
+            let endpoint = Endpoint {
                 url: url.clone(),
                 shown,
-                provider,
-            });
-        }
-        if endpoints.is_empty() {
-            return Err(ChainError::Unreachable {
-                tried: urls.len(),
-                last,
-            });
+                provider: tokio::sync::Mutex::new(provider),
+            };
+            if endpoint.is_websocket()
+                && let Err(reason) = endpoint.provider().await
+            {
+                tracing::warn!(endpoint = %endpoint.shown, error = %reason, "RPC endpoint down; tried again when needed");
+            }
+            endpoints.push(endpoint);
         }
         Ok(ChainClient {
             endpoints,
@@ -206,7 +233,15 @@ impl ChainClient {
         for k in 0..n {
             let i = (start + k) % n;
             let endpoint = &self.endpoints[i];
-            match f(endpoint.provider.clone()).await {
+            let provider = match endpoint.provider().await {
+                Ok(provider) => provider,
+                Err(reason) => {
+                    tracing::warn!(endpoint = %endpoint.shown, error = %reason, "RPC endpoint unreachable");
+                    last = format!("{}: {reason}", endpoint.shown);
+                    continue;
+                }
+            };
+            match f(provider).await {
                 Ok(value) => {
                     if i != start {
                         tracing::warn!(endpoint = %endpoint.shown, "RPC failover");
@@ -215,6 +250,10 @@ impl ChainClient {
                     return Ok(value);
                 }
                 Err(e) if is_unreachable(&e) => {
+                    if endpoint.is_websocket() {
+                        // Connected again on the next call that reaches it.
+                        *endpoint.provider.lock().await = None;
+                    }
                     let reason = endpoint.redact(&e.to_string());
                     tracing::warn!(endpoint = %endpoint.shown, error = %reason, "RPC endpoint unreachable");
                     last = format!("{}: {reason}", endpoint.shown);
@@ -242,10 +281,17 @@ impl ChainClient {
             .address(Address::from(contract))
             .event_signature(IPyth::PriceFeedUpdate::SIGNATURE_HASH);
         for endpoint in &self.endpoints {
-            if !endpoint.url.starts_with("ws") {
+            if !endpoint.is_websocket() {
                 continue;
             }
-            match endpoint.provider.subscribe_logs(&filter).await {
+            let provider = match endpoint.provider().await {
+                Ok(provider) => provider,
+                Err(reason) => {
+                    tracing::debug!(endpoint = %endpoint.shown, error = %reason, "no log subscription");
+                    continue;
+                }
+            };
+            match provider.subscribe_logs(&filter).await {
                 Ok(sub) => return Some(sub.into_stream().boxed()),
                 Err(e) => {
                     let reason = endpoint.redact(&e.to_string());
@@ -258,7 +304,7 @@ impl ChainClient {
 
     /// True when some endpoint is a WebSocket (logs can be subscribed to).
     pub fn has_websocket(&self) -> bool {
-        self.endpoints.iter().any(|e| e.url.starts_with("ws"))
+        self.endpoints.iter().any(Endpoint::is_websocket)
     }
 
     /// The endpoint calls go to now, as shown.

@@ -857,8 +857,9 @@ impl ChainSink {
                 let latency_ms = now_ms.saturating_sub(first.sent_at_ms);
                 metrics::histogram!("tx_latency_seconds").record(latency_ms as f64 / 1_000.0);
             }
-            metrics::histogram!("gas_cost_gwei")
-                .record(receipt.effective_gas_price as f64 / 1_000_000_000.0);
+            // What the gas of this transaction cost (the update fee aside), per transaction.
+            let gas_wei = u128::from(receipt.gas_used).saturating_mul(receipt.effective_gas_price);
+            metrics::histogram!("gas_cost_gwei").record(gas_wei as f64 / 1_000_000_000.0);
             if success {
                 metrics::counter!("price_updates_total", "source" => "keeper")
                     .increment(in_flight.feeds.len() as u64);

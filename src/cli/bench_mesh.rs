@@ -61,8 +61,6 @@ pub fn run(args: MeshBenchArgs) -> anyhow::Result<std::process::ExitCode> {
         },
         "validated_per_sec": per_sec.batched.round(),
         "validated_per_sec_one_by_one": per_sec.single.round(),
-        "envelope_checks_per_sec": per_sec.envelope.round(),
-        "received_per_sec": per_sec.received().round(),
     });
     if args.json {
         println!("{result}");
@@ -79,10 +77,6 @@ pub fn run(args: MeshBenchArgs) -> anyhow::Result<std::process::ExitCode> {
         println!(
             "validation on one thread: {} messages/s in batches of {VALIDATE_BATCH}, {} one by one",
             result["validated_per_sec"], result["validated_per_sec_one_by_one"]
-        );
-        println!(
-            "gossipsub's envelope signature alone: {} messages/s; both checks a received message gets: {} messages/s",
-            result["envelope_checks_per_sec"], result["received_per_sec"]
         );
     }
     Ok(std::process::ExitCode::SUCCESS)
@@ -200,53 +194,13 @@ fn validation(count: usize) -> anyhow::Result<Validation> {
         .collect();
     let batched = validate_all(&wires, VALIDATE_BATCH, now, &policy)?;
     let single = validate_all(&wires, 1, now, &policy)?;
-    let envelope = envelope_checks(&wires)?;
-    Ok(Validation {
-        batched,
-        single,
-        envelope,
-    })
-}
-
-/// Gossipsub's own check per message, before the node's validation: the libp2p signature of
-/// the publishing peer over the message (strict validation mode), one by one. Messages per
-/// second.
-fn envelope_checks(wires: &[Vec<u8>]) -> anyhow::Result<f64> {
-    let peer = Keypair::generate_ed25519();
-    let public = peer.public();
-    let signed: Vec<(Vec<u8>, Vec<u8>)> = wires
-        .iter()
-        .map(|wire| {
-            // What gossipsub signs: a prefix and the protobuf message, about the wire's size.
-            let mut bytes = b"libp2p-pubsub:".to_vec();
-            bytes.extend_from_slice(wire);
-            let sig = peer.sign(&bytes)?;
-            Ok((bytes, sig))
-        })
-        .collect::<Result<_, libp2p::identity::SigningError>>()?;
-    let started = Instant::now();
-    let valid = signed
-        .iter()
-        .filter(|(bytes, sig)| public.verify(bytes, sig))
-        .count();
-    let secs = started.elapsed().as_secs_f64();
-    anyhow::ensure!(valid == signed.len(), "an envelope signature failed");
-    Ok(signed.len() as f64 / secs.max(1e-9))
+    Ok(Validation { batched, single })
 }
 
 /// Validation throughput, batched as a node does and one message at a time.
 struct Validation {
     batched: f64,
     single: f64,
-    envelope: f64,
-}
-
-impl Validation {
-    /// Messages per second through both checks a received message gets: gossipsub's envelope
-    /// signature, then the node's validation.
-    fn received(&self) -> f64 {
-        1.0 / (1.0 / self.envelope + 1.0 / self.batched)
-    }
 }
 
 /// Validates `wires` into a fresh seen store, `batch` at a time; messages per second.

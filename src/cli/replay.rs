@@ -42,18 +42,17 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     };
     let total = input.size();
     let counter = Arc::new(AtomicU64::new(0));
-    let bar =
-        (!args.quiet && std::io::stderr().is_terminal() && args.recording.is_some()).then(|| {
-            let bar = ProgressBar::new(total.unwrap_or(0));
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} replay [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            bar
-        });
+    let bar = (!args.quiet && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::new(total.unwrap_or(0));
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} replay [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar
+    });
     let stop = Arc::new(AtomicBool::new(false));
     let ticker = bar.clone().map(|bar| {
         let counter = Arc::clone(&counter);

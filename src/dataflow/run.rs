@@ -124,7 +124,10 @@ impl RecordingInput {
                 Some(counter) => RecordingReader::open_counted(path, counter),
                 None => RecordingReader::open(path),
             },
-            RecordingInput::Bytes(bytes) => RecordingReader::from_bytes(bytes.clone()),
+            RecordingInput::Bytes(bytes) => match progress {
+                Some(counter) => RecordingReader::from_bytes_counted(bytes.clone(), counter),
+                None => RecordingReader::from_bytes(bytes.clone()),
+            },
         }
     }
 
@@ -146,7 +149,7 @@ pub struct ReplayOptions {
     pub out_dir: PathBuf,
     /// Workers and processes.
     pub cluster: Cluster,
-    /// File bytes consumed by worker 0, for a progress bar.
+    /// Recording bytes consumed by worker 0, for a progress bar.
     pub progress: Option<Arc<AtomicU64>>,
 }
 

@@ -146,7 +146,6 @@ mod tests {
                 origin: "AB".into(),
                 seq: 0,
             },
-            author: None,
             latency_ms: 7,
         }
     }

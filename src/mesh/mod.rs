@@ -3,6 +3,8 @@
 //! - [`identity`]: the node's persistent libp2p key and the operator's signing key.
 //! - [`swarm`]: the libp2p behaviour (allowlist, gossipsub with small-mesh parameters and
 //!   calibrated peer scores, optional mdns).
+//! - [`control`]: control-topic messages sealed with the sender's node key (gossipsub itself
+//!   signs nothing: price messages carry the operator's signature).
 //! - [`node`]: the running node: validates what arrives, relays only what it accepts, hands
 //!   accepted prices on, publishes this operator's prices.
 //! - [`seen_store`]: the seen-message cache, persisted in sled.
@@ -13,6 +15,7 @@
 //! message the operator signed.
 
 pub mod book;
+pub mod control;
 pub mod identity;
 pub mod live;
 pub mod node;

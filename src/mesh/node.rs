@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use super::control::ControlError;
 use super::identity::{load_or_create_identity, operator_key};
 use super::seen_store::SeenStore;
 use super::stats::NodeStats;
@@ -142,8 +143,6 @@ pub struct AcceptedPrice {
     pub wire: Bytes,
     /// What they state.
     pub msg: MeshPriceMessage,
-    /// The libp2p author (the peer that published it); `None` for this node's own.
-    pub author: Option<PeerId>,
     /// Publish time to acceptance here (ms).
     pub latency_ms: i64,
 }
@@ -196,6 +195,8 @@ pub struct MeshNode {
     topic: IdentTopic,
     control_topic: IdentTopic,
     operator: Option<SigningKey>,
+    /// Seals control messages (their author is this node).
+    keypair: Keypair,
     seq: AtomicU64,
 }
 
@@ -280,6 +281,7 @@ impl MeshNode {
             topic,
             control_topic,
             operator: settings.operator,
+            keypair: settings.keypair,
             // Counters restart above anything sent before a restart.
             seq: AtomicU64::new(now_ms().saturating_mul(1000)),
         })
@@ -342,8 +344,14 @@ impl MeshNode {
         self.request(self.topic.clone(), data).await
     }
 
-    /// Publishes on the control topic.
-    pub async fn publish_control(&self, data: Vec<u8>) -> Result<(), MeshError> {
+    /// Publishes `body` on the control topic, sealed with this node's key.
+    pub async fn publish_control(&self, body: &[u8]) -> Result<(), MeshError> {
+        let wire = super::control::seal(&self.keypair, body).map_err(MeshError::Publish)?;
+        self.request(self.control_topic.clone(), wire).await
+    }
+
+    /// Publishes bytes on the control topic as they are (a test's hostile ones).
+    pub async fn publish_control_wire(&self, data: Vec<u8>) -> Result<(), MeshError> {
         self.request(self.control_topic.clone(), data).await
     }
 
@@ -533,7 +541,6 @@ impl NodeTask {
                     wire: Bytes::from(data),
                     latency_ms: now - msg.publish_ms,
                     msg,
-                    author: None,
                 };
                 (self.on_accept)(&price);
             }
@@ -610,21 +617,27 @@ impl NodeTask {
     }
 
     fn control_message(&mut self, message: gossipsub::Message) -> MessageAcceptance {
-        let (Some(author), Some(tx)) = (message.source, &self.control) else {
-            return if message.data.len() <= MAX_CONTROL_BYTES {
-                MessageAcceptance::Accept
-            } else {
-                MessageAcceptance::Reject
-            };
-        };
         if message.data.len() > MAX_CONTROL_BYTES {
             self.stats.count_rejected(Rejection::Oversized);
             return MessageAcceptance::Reject;
         }
-        let _ = tx.send(ControlMessage {
-            author,
-            data: message.data,
-        });
+        let (author, body) = match super::control::open(&message.data) {
+            Ok(opened) => opened,
+            Err(e) => {
+                debug!(error = %e, "control message refused");
+                self.stats.count_rejected(match e {
+                    ControlError::Malformed => Rejection::Malformed,
+                    ControlError::BadSignature => Rejection::BadSignature,
+                });
+                return MessageAcceptance::Reject;
+            }
+        };
+        if let Some(tx) = &self.control {
+            let _ = tx.send(ControlMessage {
+                author,
+                data: body.to_vec(),
+            });
+        }
         MessageAcceptance::Accept
     }
 
@@ -638,7 +651,7 @@ impl NodeTask {
         let wires: Vec<&[u8]> = pending.iter().map(|p| p.message.data.as_slice()).collect();
         let verdicts = rules::check_many(&wires, now, &self.policy);
         for (p, verdict) in pending.into_iter().zip(verdicts) {
-            let acceptance = self.price_message(p.message, verdict, now);
+            let acceptance = self.price_message(p.message, p.from, verdict, now);
             self.swarm
                 .behaviour_mut()
                 .gossipsub
@@ -646,11 +659,12 @@ impl NodeTask {
         }
     }
 
-    /// The verdict on one price message whose rules `verdict` holds: the seen check, then
+    /// The verdict on one price message (relayed by `from`) whose rules `verdict` holds: the seen check, then
     /// acceptance (counted, remembered, handed on) or refusal (counted).
     fn price_message(
         &mut self,
         message: gossipsub::Message,
+        from: PeerId,
         verdict: Result<MeshPriceMessage, Rejection>,
         now: i64,
     ) -> MessageAcceptance {
@@ -672,14 +686,13 @@ impl NodeTask {
                 let price = AcceptedPrice {
                     wire: Bytes::from(message.data),
                     msg,
-                    author: message.source,
                     latency_ms,
                 };
                 (self.on_accept)(&price);
                 MessageAcceptance::Accept
             }
             Err(reason) => {
-                debug!(reason = reason.reason(), from = ?message.source, "mesh message refused");
+                debug!(reason = reason.reason(), %from, "mesh message refused");
                 self.stats.count_rejected(reason);
                 if reason.penalises() {
                     MessageAcceptance::Reject

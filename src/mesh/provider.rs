@@ -188,7 +188,7 @@ pub async fn run(
         if last_announce.elapsed() >= ANNOUNCE_EVERY {
             last_announce = Instant::now();
             let _ = node
-                .publish_control(control_bytes(&Control::Announce { at_ms: now }))
+                .publish_control(&control_bytes(&Control::Announce { at_ms: now }))
                 .await;
         }
         let window = rendezvous::window(now, settings.interval_ms);
@@ -235,7 +235,7 @@ pub async fn run(
         let Some((_, client)) = &api else { continue };
         if fetch_and_publish(&node, client, &settings, &state).await {
             let _ = node
-                .publish_control(control_bytes(&Control::Fetched {
+                .publish_control(&control_bytes(&Control::Fetched {
                     window,
                     at_ms: now_ms() as i64,
                 }))

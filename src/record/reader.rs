@@ -100,7 +100,14 @@ enum Input {
         count: Arc<AtomicU64>,
     },
     Zstd(Box<zstd::Decoder<'static, BufReader<Counting<File>>>>),
-    Memory(io::Cursor<Bytes>),
+    /// Bytes in memory (the bundled recording), decompressed if they were compressed.
+    Memory {
+        body: io::Cursor<Bytes>,
+        /// Set to the position in the original bytes (header included), scaled from `body`.
+        count: Arc<AtomicU64>,
+        /// Length of the original bytes after the header.
+        original_body_len: u64,
+    },
 }
 
 impl Read for Input {
@@ -122,7 +129,11 @@ impl Read for Input {
                 Ok(n)
             }
             Input::Zstd(r) => r.read(buf),
-            Input::Memory(r) => r.read(buf),
+            Input::Memory { body, .. } => {
+                let n = body.read(buf)?;
+                self.report_memory_position();
+                Ok(n)
+            }
         }
     }
 }
@@ -207,7 +218,34 @@ impl Input {
                 Ok(available)
             }
             Input::Zstd(r) => io::copy(&mut r.by_ref().take(n), &mut io::sink()),
-            Input::Memory(r) => io::copy(&mut r.by_ref().take(n), &mut io::sink()),
+            Input::Memory { body, .. } => {
+                let skipped = io::copy(&mut body.by_ref().take(n), &mut io::sink())?;
+                self.report_memory_position();
+                Ok(skipped)
+            }
+        }
+    }
+
+    /// For in-memory input, stores the read position as a share of the original bytes, so a
+    /// progress bar over their length ends full even when they were compressed.
+    fn report_memory_position(&self) {
+        if let Input::Memory {
+            body,
+            count,
+            original_body_len,
+        } = self
+        {
+            let len = body.get_ref().len() as u128;
+            let at = u128::from(body.position()).min(len);
+            let scaled = match len {
+                0 => u128::from(*original_body_len),
+                _ => at * u128::from(*original_body_len) / len,
+            };
+            let scaled = u64::try_from(scaled).unwrap_or(u64::MAX);
+            count.store(
+                (HEADER_LEN as u64).saturating_add(scaled),
+                Ordering::Relaxed,
+            );
         }
     }
 }
@@ -290,21 +328,33 @@ impl RecordingReader {
 
     /// Reads a recording held in memory.
     pub fn from_bytes(bytes: Bytes) -> Result<Self, RecordError> {
+        Self::from_bytes_counted(bytes, Arc::new(AtomicU64::new(0)))
+    }
+
+    /// As [`RecordingReader::from_bytes`], counting the bytes consumed into `counter` (for a
+    /// progress bar on another thread; for compressed bytes, the share decoded so far).
+    pub fn from_bytes_counted(bytes: Bytes, counter: Arc<AtomicU64>) -> Result<Self, RecordError> {
         let head = bytes.slice(..HEADER_LEN.min(bytes.len()));
         let codec = check_header(&head, &PathBuf::from("<memory>"))?;
         let body = bytes.slice(HEADER_LEN..);
-        let input = match codec {
-            Codec::None => Input::Memory(io::Cursor::new(body)),
+        let original_body_len = body.len() as u64;
+        let body = match codec {
+            Codec::None => body,
             Codec::Zstd => {
                 // Decompress up front; truncated streams keep what decoded before the damage.
                 let mut out = Vec::new();
                 let mut decoder = zstd::Decoder::new(io::Cursor::new(body))?;
                 let _ = decoder.read_to_end(&mut out);
-                Input::Memory(io::Cursor::new(Bytes::from(out)))
+                Bytes::from(out)
             }
         };
-        let len = bytes.len() as u64;
-        Self::start(input, codec, Some(len), Arc::new(AtomicU64::new(len)))
+        counter.store(HEADER_LEN as u64, Ordering::Relaxed);
+        let input = Input::Memory {
+            body: io::Cursor::new(body),
+            count: Arc::clone(&counter),
+            original_body_len,
+        };
+        Self::start(input, codec, Some(bytes.len() as u64), counter)
     }
 
     fn start(

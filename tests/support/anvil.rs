@@ -51,13 +51,18 @@ fn env_path(name: &str, default: &str, what: &str) -> String {
 impl Anvil {
     /// Starts anvil on a free loopback port (`--port 0`), with `extra` arguments.
     pub fn start(extra: &[&str]) -> Anvil {
+        Anvil::start_on(0, extra)
+    }
+
+    /// Starts anvil on `port` (0: a free one), with `extra` arguments.
+    pub fn start_on(port: u16, extra: &[&str]) -> Anvil {
         let bin = env_path(
             "SLUICE_ANVIL",
             "@foundry-rs/anvil-linux-amd64/bin/anvil",
             "@foundry-rs/anvil",
         );
         let mut child = Command::new(bin)
-            .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
