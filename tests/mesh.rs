@@ -1,6 +1,7 @@
 //! The price mesh with real libp2p nodes on loopback: prices reach every node of a line and a
 //! star, a restarted node keeps its identity and refuses what it saw before, and hostile input
-//! is refused, counted and never relayed.
+//! is refused, counted and never relayed; and three `sluice run` processes that form a mesh
+//! from their config files alone.
 //!
 //! Every node listens on port 0, keeps its store in a temporary directory, and is stopped
 //! before its test ends.
@@ -16,13 +17,16 @@ mod monitoring;
 use ed25519_dalek::SigningKey;
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
+use sluice::dataflow::run::RecordingInput;
 use sluice::mesh::identity::load_or_create_identity;
 use sluice::mesh::swarm::GRAYLIST_THRESHOLD;
 use sluice::mesh::{MeshNode, NodeSettings};
 use sluice::model::parse::mesh::MeshPriceMessage;
 use sluice::ops::mesh::rules::{Policy, Rejection};
 use sluice::ops::mesh::signed::{origin_hex, sign_wire};
+use sluice::record::Codec;
 use sluice::store::Store;
+use sluice::venue::{Venue, VenueOptions};
 use tempfile::TempDir;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -172,6 +176,53 @@ fn price_as(
     };
     edit(&mut msg);
     sign_wire(&msg, key).into_bytes()
+}
+
+/// A venue serving a fresh three-minute synthetic market (starting now) whose Birdeye wants
+/// `key`, and the addresses its Birdeye prices.
+async fn birdeye_venue(root: &Path, key: &str, seed: u64) -> (Venue, BTreeSet<String>) {
+    let recording = root.join("venue.rec");
+    let opts = sluice::synth::SynthOptions {
+        minutes: 3,
+        feeds: 2,
+        tokens: 5,
+        seed,
+        start_ms: now_ms() as u64,
+        faults: false,
+    };
+    sluice::synth::write_recording(&recording, Codec::Zstd, &opts).unwrap();
+    let addresses = birdeye_addresses(&recording);
+    let venue = Venue::start(
+        RecordingInput::File(recording),
+        "127.0.0.1:0".parse().unwrap(),
+        VenueOptions {
+            birdeye_api_key: Some(key.into()),
+            ..VenueOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    (venue, addresses)
+}
+
+/// The addresses Birdeye knows in `recording`.
+fn birdeye_addresses(recording: &Path) -> BTreeSet<String> {
+    use sluice::model::Endpoint;
+    use sluice::record::{Item, RecordingReader};
+    let mut addresses = BTreeSet::new();
+    let mut reader = RecordingReader::open(recording).unwrap();
+    while let Some(item) = reader.next_item().unwrap() {
+        if let Item::Envelope(env) = item
+            && env.endpoint == Endpoint::BirdeyeMultiPrice
+        {
+            let body: serde_json::Value = serde_json::from_slice(&env.raw).unwrap();
+            if let Some(data) = body["data"].as_object() {
+                addresses.extend(data.keys().cloned());
+            }
+        }
+    }
+    assert!(!addresses.is_empty());
+    addresses
 }
 
 /// Starts `n` nodes where node i bootstraps from the nodes `links(i)` names.
@@ -450,7 +501,7 @@ async fn a_live_run_records_mesh_prices_and_replays_to_the_same_journal() {
     use figment::value::Value;
     use sluice::config::{Config, Pipeline};
     use sluice::dataflow::graph::Wiring;
-    use sluice::dataflow::run::{Cluster, RecordingInput, ReplayOptions};
+    use sluice::dataflow::run::{Cluster, ReplayOptions};
     use sluice::live::LiveOptions;
     use sluice::model::Source;
 
@@ -681,12 +732,9 @@ async fn a_live_run_records_mesh_prices_and_replays_to_the_same_journal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn providers_make_one_birdeye_call_per_window_and_cover_for_each_other() {
     use sluice::config::Config;
-    use sluice::dataflow::run::RecordingInput;
     use sluice::mesh::provider::{self, ProviderSettings, ProviderState};
     use sluice::model::Endpoint;
     use sluice::ops::mesh::rendezvous::window;
-    use sluice::record::{Codec, Item, RecordingReader};
-    use sluice::venue::{Venue, VenueOptions};
     use tokio_util::sync::CancellationToken;
 
     const KEY: &str = "be-mesh-provider-key-71aa";
@@ -694,40 +742,7 @@ async fn providers_make_one_birdeye_call_per_window_and_cover_for_each_other() {
     const COORDINATION_MS: i64 = 600;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let root = TempDir::new().unwrap();
-    let recording = root.path().join("venue.rec");
-    let opts = sluice::synth::SynthOptions {
-        minutes: 3,
-        feeds: 2,
-        tokens: 5,
-        seed: 5,
-        start_ms: now_ms() as u64,
-        faults: false,
-    };
-    sluice::synth::write_recording(&recording, Codec::Zstd, &opts).unwrap();
-    // The addresses Birdeye knows in this recording.
-    let mut addresses = BTreeSet::new();
-    let mut reader = RecordingReader::open(&recording).unwrap();
-    while let Some(item) = reader.next_item().unwrap() {
-        if let Item::Envelope(env) = item
-            && env.endpoint == Endpoint::BirdeyeMultiPrice
-        {
-            let body: serde_json::Value = serde_json::from_slice(&env.raw).unwrap();
-            if let Some(data) = body["data"].as_object() {
-                addresses.extend(data.keys().cloned());
-            }
-        }
-    }
-    assert!(!addresses.is_empty());
-    let venue = Venue::start(
-        RecordingInput::File(recording),
-        "127.0.0.1:0".parse().unwrap(),
-        VenueOptions {
-            birdeye_api_key: Some(KEY.into()),
-            ..VenueOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let (venue, addresses) = birdeye_venue(root.path(), KEY, 5).await;
     let config = Config::load(
         None,
         &[
@@ -855,37 +870,15 @@ async fn providers_make_one_birdeye_call_per_window_and_cover_for_each_other() {
 async fn the_admin_api_turns_a_live_provider_on_and_off() {
     use figment::value::Value;
     use sluice::config::Config;
-    use sluice::dataflow::run::RecordingInput;
     use sluice::mesh::live::{LiveMesh, start};
     use sluice::model::TokenRef;
     use sluice::model::{Endpoint, Source};
-    use sluice::record::Codec;
     use sluice::sources::{LiveClock, SourceRegistry, TrackedTokens};
-    use sluice::venue::{Venue, VenueOptions};
 
     const KEY: &str = "be-admin-enable-key-0c4d";
     let _ = rustls::crypto::ring::default_provider().install_default();
     let root = TempDir::new().unwrap();
-    let recording = root.path().join("venue.rec");
-    let opts = sluice::synth::SynthOptions {
-        minutes: 2,
-        feeds: 2,
-        tokens: 5,
-        seed: 8,
-        start_ms: now_ms() as u64,
-        faults: false,
-    };
-    sluice::synth::write_recording(&recording, Codec::Zstd, &opts).unwrap();
-    let venue = Venue::start(
-        RecordingInput::File(recording),
-        "127.0.0.1:0".parse().unwrap(),
-        VenueOptions {
-            birdeye_api_key: Some(KEY.into()),
-            ..VenueOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let (venue, _) = birdeye_venue(root.path(), KEY, 8).await;
     let birdeye_calls = || venue.stats().endpoint(Endpoint::BirdeyeMultiPrice).requests;
 
     let out = root.path().join("live");
@@ -1033,4 +1026,261 @@ async fn the_admin_api_turns_a_live_provider_on_and_off() {
     clock.close();
     receiver.stop().await;
     venue.shutdown().await;
+}
+
+/// A `sluice run` process, as an operator starts it; killed if a test fails before stopping it.
+struct RunProcess {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+impl RunProcess {
+    fn spawn(config: &Path, pipeline: &Path, out: &Path, env: &[(&str, &str)]) -> RunProcess {
+        use std::io::Read;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["run", "--journal-inputs", "--config"])
+            .arg(config)
+            .arg("--pipeline")
+            .arg(pipeline)
+            .arg("--out")
+            .arg(out)
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The server's address is on stderr; a thread keeps reading (and keeps it all).
+        let mut stderr = child.stderr.take().unwrap();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let mut buf = [0u8; 4096];
+            let mut sent = false;
+            while let Ok(n @ 1..) = stderr.read(&mut buf) {
+                all.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&all);
+                if !sent
+                    && let Some(at) = text.find("serving http://")
+                    && let Some(end) = text[at + 15..].find('/')
+                {
+                    let _ = addr_tx.send(text[at + 15..at + 15 + end].to_owned());
+                    sent = true;
+                }
+            }
+            all
+        });
+        let addr = match addr_rx.recv_timeout(WAIT) {
+            Ok(addr) => addr.parse().unwrap(),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let stderr = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
+                panic!("`sluice run` never served: {stderr}");
+            }
+        };
+        RunProcess {
+            child,
+            addr,
+            stderr: Some(reader),
+        }
+    }
+
+    /// SIGTERM, then waits: the run must stop cleanly. Returns what it logged.
+    fn terminate(mut self) -> String {
+        let pid = self.child.id().to_string();
+        let signalled = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(signalled.success());
+        let status = self.child.wait().unwrap();
+        let stderr = self.stderr.take().unwrap().join().unwrap();
+        let stderr = String::from_utf8_lossy(&stderr).into_owned();
+        assert!(
+            status.success(),
+            "`sluice run` exited with {status}: {stderr}"
+        );
+        stderr
+    }
+}
+
+impl Drop for RunProcess {
+    fn drop(&mut self) {
+        if self.stderr.is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Three `sluice run` processes, configured as operators configure them (identities and the
+/// operator key from `sluice mesh`, the lists in config files): a provider fetching the venue's
+/// Birdeye, and two nodes that bootstrap to it. The provider's prices reach both, and both
+/// journal them; every process stops cleanly on SIGTERM, and the Birdeye key is never logged.
+#[test]
+fn three_sluice_processes_form_a_mesh_and_share_a_providers_prices() {
+    use sluice::model::Endpoint;
+    use std::process::Command;
+
+    const KEY: &str = "be-mesh-process-key-5c1e";
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let root = TempDir::new().unwrap();
+    let (venue, addresses) = rt.block_on(birdeye_venue(root.path(), KEY, 9));
+    let addresses: Vec<String> = addresses.into_iter().take(3).collect();
+
+    let sluice = |args: &[&str]| -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let names = ["provider", "a", "b"];
+    let dirs: Vec<PathBuf> = names.iter().map(|n| root.path().join(n)).collect();
+    let peers: Vec<String> = dirs
+        .iter()
+        .map(|d| {
+            let identity = d.join("mesh_identity.key");
+            sluice(&["mesh", "peer-id", "--identity", identity.to_str().unwrap()])
+        })
+        .collect();
+    let operator_key = dirs[0].join("operator.key");
+    let origin = sluice(&[
+        "mesh",
+        "operator-key",
+        "--out",
+        operator_key.to_str().unwrap(),
+    ]);
+    // The provider listens on a port the others are told about.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let quoted = |items: &[String]| -> String {
+        items
+            .iter()
+            .map(|i| format!("\"{i}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let pipeline = root.path().join("mesh.pipeline.toml");
+    std::fs::write(
+        &pipeline,
+        "name = \"mesh\"\nsources = [\"mesh\"]\ncomputations = [\"fusion\"]\nsinks = [\"journal\", \"store\"]\n",
+    )
+    .unwrap();
+    let start = |i: usize| -> RunProcess {
+        let provider = i == 0;
+        let (listen, bootstrap) = if provider {
+            (format!("/ip4/127.0.0.1/tcp/{port}"), String::new())
+        } else {
+            (
+                "/ip4/127.0.0.1/tcp/0".to_owned(),
+                quoted(&[format!("/ip4/127.0.0.1/tcp/{port}/p2p/{}", peers[0])]),
+            )
+        };
+        let config = dirs[i].join("sluice.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[mesh]\nenabled = true\nlisten = \"{listen}\"\nbootstrap = [{bootstrap}]\n\
+                 allowed_peers = [{peers}]\nallowed_origins = [\"{origin}\"]\n\
+                 topic = \"sluice/test-prices/1\"\nprovider = {provider}\n\
+                 operator_key_file = \"{key}\"\nprovider_fetch_interval_secs = 2\n\
+                 coordination_window_secs = 1\n\
+                 [birdeye]\nbase_url = \"{birdeye}\"\naddresses = [{addresses}]\n\
+                 requests_per_second = 20\ninclude_trending = false\n\
+                 [serve]\nlisten = \"127.0.0.1:0\"\n",
+                peers = quoted(&peers),
+                key = if provider {
+                    operator_key.display().to_string()
+                } else {
+                    String::new()
+                },
+                birdeye = venue.birdeye_url(),
+                addresses = quoted(&addresses),
+            ),
+        )
+        .unwrap();
+        RunProcess::spawn(&config, &pipeline, &dirs[i], &[("BIRDEYE_API_KEY", KEY)])
+    };
+    let nodes: Vec<RunProcess> = (0..3).map(start).collect();
+
+    let client = reqwest::Client::new();
+    let get = |node: &RunProcess, path: &str| -> serde_json::Value {
+        rt.block_on(async {
+            client
+                .get(format!("http://{}{path}", node.addr))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        })
+    };
+    let eventually = |what: &str, check: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !check() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    eventually("the provider to see both nodes", &|| {
+        get(&nodes[0], "/api/mesh/network/status")["data"]["connected_peers"] == 2
+    });
+    let from_provider = |node: &RunProcess| -> BTreeSet<(String, i64)> {
+        let prices = get(node, "/api/mesh/prices");
+        assert_eq!(prices["success"], true, "{prices}");
+        prices["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["origin"] == origin.as_str())
+            .map(|p| {
+                (
+                    p["asset"].as_str().unwrap().to_owned(),
+                    p["mantissa"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    for node in &nodes[1..] {
+        // Birdeye may not price every address; what the provider published is what counts.
+        eventually("the provider's prices at a node", &|| {
+            let published = from_provider(&nodes[0]);
+            !published.is_empty() && from_provider(node) == published
+        });
+    }
+    let network = get(&nodes[1], "/api/mesh/network/status");
+    let active = network["data"]["active_providers"].as_array().unwrap();
+    assert_eq!(active.len(), 1, "{network}");
+    assert!(
+        venue.stats().endpoint(Endpoint::BirdeyeMultiPrice).requests >= 1,
+        "the prices came from Birdeye"
+    );
+
+    let logs: Vec<String> = nodes.into_iter().map(RunProcess::terminate).collect();
+    for (i, log) in logs.iter().enumerate() {
+        assert!(!log.contains(KEY), "{} logged the Birdeye key", names[i]);
+    }
+    for dir in &dirs[1..] {
+        let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+        let mesh_prices = journal
+            .lines()
+            .filter(|l| l.contains("\"mesh_price\"") && l.contains(&origin))
+            .count();
+        assert!(mesh_prices >= 1, "{journal}");
+    }
+    rt.block_on(venue.shutdown());
 }
