@@ -308,6 +308,72 @@ async fn a_held_back_transaction_is_replaced_with_higher_fees() {
     assert_eq!(nonce(&anvil.url, KEY_1).await, 1);
 }
 
+/// On a chain that mines nothing, the keeper raises its fees ×1.1 per receipt timeout until the
+/// next step would pass ×5 the fresh price, then waits at that nonce instead of paying more; the
+/// last replacement is what gets mined.
+#[tokio::test]
+async fn replacements_stop_at_five_times_the_fresh_fee() {
+    let anvil = Anvil::start(&["--no-mining"]);
+    let contract = deploy_without_automine(&anvil.url).await;
+    let config = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
+    let mut sink = ChainSink::open(&config, None, false).await.unwrap();
+    let events = sink.on_batch(&batch(1, &[(BTC, 100, 1_000)]), 0).await;
+    let [
+        SinkEvent::TxSubmitted {
+            max_fee_per_gas, ..
+        },
+    ] = &events[..]
+    else {
+        panic!("{events:?}")
+    };
+    // Nothing is mined, so the base fee, and the fresh price, stay what they were.
+    let fresh: u128 = max_fee_per_gas.parse().unwrap();
+    let mut fees = vec![fresh];
+    let mut last_hash = None;
+    let mut quiet_ticks = 0;
+    let mut now = 0;
+    while quiet_ticks < 5 {
+        now += 1_000;
+        let events = sink.on_tick(now).await;
+        match &events[..] {
+            [] => quiet_ticks += 1,
+            [
+                SinkEvent::TxReplaced {
+                    hash,
+                    nonce: 0,
+                    max_fee_per_gas,
+                    ..
+                },
+            ] => {
+                assert_eq!(quiet_ticks, 0, "a replacement after waiting: {events:?}");
+                fees.push(max_fee_per_gas.parse().unwrap());
+                last_hash = Some(hash.clone());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(now < 60_000, "replacements never stopped: {fees:?}");
+    }
+    // ×1.1 each (rounded up), and the ceiling is ×5 the fresh price.
+    for pair in fees.windows(2) {
+        assert!(pair[1] * 10 >= pair[0] * 11, "{fees:?}");
+    }
+    let top = *fees.last().unwrap();
+    assert!(top <= fresh * 5, "{top} above ×5 of {fresh}: {fees:?}");
+    assert!(
+        top.saturating_mul(11).div_ceil(10) > fresh * 5,
+        "one more step would still have fitted under ×5: {fees:?}"
+    );
+    assert!(fees.len() >= 10, "{fees:?}");
+    mine(&anvil.url).await;
+    let SinkEvent::TxConfirmed { hash, .. } = tick_until(&mut sink, &mut now, is_confirmed).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(Some(hash), last_hash);
+    assert_eq!(balance(&anvil.url, contract).await, U256::from(FEE));
+    assert_eq!(nonce(&anvil.url, KEY_1).await, 1);
+}
+
 #[tokio::test]
 async fn a_restart_between_send_and_receipt_pays_once() {
     let anvil = Anvil::start(&["--no-mining"]);
