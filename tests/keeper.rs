@@ -125,6 +125,39 @@ async fn tick_until(
     panic!("no matching event");
 }
 
+/// A venue serving a synthetic market of 3 feeds and `minutes` long that started `behind_ms`
+/// before now, played at `speed`.
+async fn synth_venue(
+    dir: &std::path::Path,
+    minutes: u32,
+    behind_ms: u64,
+    speed: f64,
+) -> sluice::venue::Venue {
+    use sluice::dataflow::run::RecordingInput;
+    use sluice::record::Codec;
+    use sluice::venue::{Venue, VenueOptions};
+    let recording = dir.join("synth.rec");
+    let opts = sluice::synth::SynthOptions {
+        minutes,
+        feeds: 3,
+        tokens: 5,
+        faults: false,
+        start_ms: sluice::sources::now_ms() - behind_ms,
+        ..sluice::synth::SynthOptions::default()
+    };
+    sluice::synth::write_recording(&recording, Codec::Zstd, &opts).unwrap();
+    Venue::start(
+        RecordingInput::File(recording),
+        "127.0.0.1:0".parse().unwrap(),
+        VenueOptions {
+            speed,
+            ..VenueOptions::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
 fn is_confirmed(e: &SinkEvent) -> bool {
     matches!(e, SinkEvent::TxConfirmed { .. })
 }
@@ -720,35 +753,14 @@ fn a_live_run_pushes_its_batches_to_the_chain() {
     use sluice::dataflow::graph::Wiring;
     use sluice::dataflow::run::RecordingInput;
     use sluice::live::LiveOptions;
-    use sluice::record::Codec;
-    use sluice::venue::{Venue, VenueOptions};
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let anvil = Anvil::start(&[]);
     let contract = rt.block_on(deploy_mock_pyth(&anvil.url, 60, FEE));
     let dir = tempfile::tempdir().unwrap();
-    let recording = dir.path().join("synth.rec");
-    let opts = sluice::synth::SynthOptions {
-        minutes: 1,
-        feeds: 3,
-        tokens: 5,
-        faults: false,
-        // Behind the wall clock, so that at 4x speed the publish times stay in the past
-        // (future ones are refused) and younger than the 60 s staleness limit.
-        start_ms: sluice::sources::now_ms() - 50_000,
-        ..sluice::synth::SynthOptions::default()
-    };
-    sluice::synth::write_recording(&recording, Codec::Zstd, &opts).unwrap();
-    let venue = rt
-        .block_on(Venue::start(
-            RecordingInput::File(recording),
-            "127.0.0.1:0".parse().unwrap(),
-            VenueOptions {
-                speed: 4.0,
-                ..VenueOptions::default()
-            },
-        ))
-        .unwrap();
+    // Behind the wall clock, so that at 4x speed the publish times stay in the past (future
+    // ones are refused) and younger than the 60 s staleness limit.
+    let venue = rt.block_on(synth_venue(dir.path(), 1, 50_000, 4.0));
 
     let mut config = Config::load(None, &[]).unwrap();
     config.hermes.base_url = venue.hermes_url();
@@ -1541,32 +1553,12 @@ fn a_run_killed_between_send_and_receipt_pays_once_after_restart() {
     use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
 
-    use sluice::dataflow::run::RecordingInput;
-    use sluice::record::Codec;
-    use sluice::venue::{Venue, VenueOptions};
-
     let rt = tokio::runtime::Runtime::new().unwrap();
     let anvil = Anvil::start(&["--no-mining"]);
     let contract = rt.block_on(deploy_without_automine(&anvil.url));
     let dir = tempfile::tempdir().unwrap();
-    let recording = dir.path().join("synth.rec");
-    let opts = sluice::synth::SynthOptions {
-        minutes: 2,
-        feeds: 3,
-        tokens: 5,
-        faults: false,
-        // At recorded pace, 20 s behind the wall clock: fresh, never in the future.
-        start_ms: sluice::sources::now_ms() - 20_000,
-        ..sluice::synth::SynthOptions::default()
-    };
-    sluice::synth::write_recording(&recording, Codec::Zstd, &opts).unwrap();
-    let venue = rt
-        .block_on(Venue::start(
-            RecordingInput::File(recording),
-            "127.0.0.1:0".parse().unwrap(),
-            VenueOptions::default(),
-        ))
-        .unwrap();
+    // At recorded pace, 20 s behind the wall clock: fresh, never in the future.
+    let venue = rt.block_on(synth_venue(dir.path(), 2, 20_000, 1.0));
     let config_file = dir.path().join("keeper.toml");
     std::fs::write(
         &config_file,

@@ -950,6 +950,16 @@ async fn the_admin_api_turns_a_live_provider_on_and_off() {
     let app = sluice::serve::mesh::router(Arc::clone(&mesh.api));
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let client = reqwest::Client::new();
+    let provider_status = async || -> serde_json::Value {
+        client
+            .get(format!("{base}/api/mesh/provider/status"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    };
     let post = async |path: &str, token: Option<&str>, body: serde_json::Value| {
         let mut request = client.post(format!("{base}{path}")).json(&body);
         if let Some(token) = token {
@@ -991,14 +1001,7 @@ async fn the_admin_api_turns_a_live_provider_on_and_off() {
         let (status, _) = post("/api/mesh/provider/disable", token, serde_json::json!({})).await;
         assert_eq!(status, 401);
     }
-    let status: serde_json::Value = client
-        .get(format!("{base}/api/mesh/provider/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = provider_status().await;
     assert_eq!(status["data"]["enabled"], true, "{status}");
     let (status, text) = post(
         "/api/mesh/provider/disable",
@@ -1011,14 +1014,7 @@ async fn the_admin_api_turns_a_live_provider_on_and_off() {
     let calls = birdeye_calls();
     tokio::time::sleep(Duration::from_millis(4_500)).await;
     assert_eq!(birdeye_calls(), calls, "a disabled provider calls nobody");
-    let status: serde_json::Value = client
-        .get(format!("{base}/api/mesh/provider/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = provider_status().await;
     assert_eq!(status["data"]["enabled"], false, "{status}");
 
     server.abort();
