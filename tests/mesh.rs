@@ -846,6 +846,27 @@ async fn providers_make_one_birdeye_call_per_window_and_cover_for_each_other() {
         "covered {} ms into the next window",
         covered_at - next * INTERVAL_MS
     );
+
+    // The dead provider's seals do not expire, so a peer may relay its old announcements
+    // again: they count as of when they were sealed, never as a sign of life now.
+    let dead_peer = dead.peer().to_string();
+    let announce = |at_ms: i64| {
+        let body = serde_json::to_vec(&provider::Control::Announce { at_ms }).unwrap();
+        sluice::mesh::control::seal(&dead.keypair, &body).unwrap()
+    };
+    let (marker, stale) = (announce(killed_at), announce(killed_at - 30_000));
+    r.node().publish_control_wire(marker).await.unwrap();
+    until("the survivor hears the relayed announcement", async || {
+        survivor.providers().get(&dead_peer) == Some(&(killed_at as u64))
+    })
+    .await;
+    r.node().publish_control_wire(stale).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        survivor.providers().get(&dead_peer),
+        Some(&(killed_at as u64)),
+        "an old announcement relayed again does not make the dead provider look alive"
+    );
     let survivor_origin = origin_hex(&operator(if active == 0 { 2 } else { 1 }).verifying_key());
     until("the receiver gets the survivor's prices", async || {
         r.inbox

@@ -168,16 +168,17 @@ pub async fn run(
             _ = stop.cancelled() => return,
             message = control.recv() => {
                 let Some(message) = message else { return };
-                match serde_json::from_slice::<Control>(&message.data) {
-                    Ok(Control::Announce { .. }) => {}
-                    Ok(Control::Fetched { window, .. }) => { fetched.insert(window); }
+                let at_ms = match serde_json::from_slice::<Control>(&message.data) {
+                    Ok(Control::Announce { at_ms }) => at_ms,
+                    Ok(Control::Fetched { window, at_ms }) => { fetched.insert(window); at_ms }
                     Err(_) => continue,
-                }
-                state
-                    .providers
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(message.author.to_string(), now_ms());
+                };
+                // Seen when it was sealed, not when it arrived: an old announcement that a peer
+                // relays again (the seal does not expire) cannot keep a dead provider live.
+                let seen = u64::try_from(at_ms).unwrap_or(0).min(now_ms());
+                let mut providers = state.providers.lock().unwrap_or_else(|p| p.into_inner());
+                let last = providers.entry(message.author.to_string()).or_insert(seen);
+                *last = (*last).max(seen);
             }
             _ = ticks.tick() => {}
         }
