@@ -293,8 +293,9 @@ async fn dry_run_and_replay_plan_without_sending() {
     assert!(price_on_chain(&anvil.url, contract, BTC).await.is_none());
 }
 
-#[tokio::test]
-async fn a_held_back_transaction_is_replaced_with_higher_fees() {
+/// A sink on an anvil that mines nothing by itself, with one push sent at time 0: the node, the
+/// contract, the sink, and the sent transaction's hash and max fee.
+async fn held_back_push() -> (Anvil, Address, ChainSink, String, u128) {
     let anvil = Anvil::start(&["--no-mining"]);
     // Deploy needs a block: mine it by hand.
     let contract = deploy_without_automine(&anvil.url).await;
@@ -303,14 +304,21 @@ async fn a_held_back_transaction_is_replaced_with_higher_fees() {
     let events = sink.on_batch(&batch(1, &[(BTC, 100, 1_000)]), 0).await;
     let [
         SinkEvent::TxSubmitted {
-            hash: first,
-            max_fee_per_gas: first_fee,
+            hash,
+            max_fee_per_gas,
             ..
         },
     ] = &events[..]
     else {
         panic!("{events:?}")
     };
+    let (hash, fee) = (hash.clone(), max_fee_per_gas.parse().unwrap());
+    (anvil, contract, sink, hash, fee)
+}
+
+#[tokio::test]
+async fn a_held_back_transaction_is_replaced_with_higher_fees() {
+    let (anvil, contract, mut sink, first, old) = held_back_push().await;
     // Within the receipt timeout: nothing. After it: replaced, same nonce, fees x1.1.
     assert!(sink.on_tick(500).await.is_empty());
     let events = sink.on_tick(1_000).await;
@@ -326,8 +334,7 @@ async fn a_held_back_transaction_is_replaced_with_higher_fees() {
     else {
         panic!("{events:?}")
     };
-    assert_eq!(replaces, first);
-    let old: u128 = first_fee.parse().unwrap();
+    assert_eq!(replaces, &first);
     let new: u128 = max_fee_per_gas.parse().unwrap();
     assert!(new * 10 >= old * 11, "{old} -> {new}");
     mine(&anvil.url).await;
@@ -346,21 +353,8 @@ async fn a_held_back_transaction_is_replaced_with_higher_fees() {
 /// last replacement is what gets mined.
 #[tokio::test]
 async fn replacements_stop_at_five_times_the_fresh_fee() {
-    let anvil = Anvil::start(&["--no-mining"]);
-    let contract = deploy_without_automine(&anvil.url).await;
-    let config = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
-    let mut sink = ChainSink::open(&config, None, false).await.unwrap();
-    let events = sink.on_batch(&batch(1, &[(BTC, 100, 1_000)]), 0).await;
-    let [
-        SinkEvent::TxSubmitted {
-            max_fee_per_gas, ..
-        },
-    ] = &events[..]
-    else {
-        panic!("{events:?}")
-    };
+    let (anvil, contract, mut sink, _, fresh) = held_back_push().await;
     // Nothing is mined, so the base fee, and the fresh price, stay what they were.
-    let fresh: u128 = max_fee_per_gas.parse().unwrap();
     let mut fees = vec![fresh];
     let mut last_hash = None;
     let mut quiet_ticks = 0;
@@ -1637,14 +1631,7 @@ fn a_run_killed_between_send_and_receipt_pays_once_after_restart() {
         rt.block_on(mine(&anvil.url));
         std::thread::sleep(Duration::from_millis(400));
     }
-    let pid = second.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    support::signal::send(&second, "TERM");
     assert!(second.wait().unwrap().success());
     rt.block_on(mine(&anvil.url));
     let after: Vec<serde_json::Value> = keeper_lines().split_off(before.len());

@@ -29,6 +29,8 @@ use tokio_util::sync::CancellationToken;
 
 #[path = "support/monitoring.rs"]
 mod monitoring;
+#[path = "support/signal.rs"]
+mod signal;
 
 const BIRDEYE_KEY: &str = "be-live-test-key-5f1c0a";
 const HERMES_KEY: &str = "hermes-live-test-key-9d2e77";
@@ -808,14 +810,7 @@ fn planted_keys_never_reach_logs_status_metrics_journal_or_recording() {
     outputs.insert("/health".into(), fetch("/health").into_bytes());
 
     // SIGTERM: a graceful stop.
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal::send(&child, "TERM");
     let exit = child.wait().unwrap();
     assert!(exit.success(), "sluice run exited with {exit}");
     let mut stdout = Vec::new();

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 #[path = "support/monitoring.rs"]
 mod monitoring;
+#[path = "support/signal.rs"]
+mod signal;
 
 use ed25519_dalek::SigningKey;
 use libp2p::identity::Keypair;
@@ -1107,12 +1109,7 @@ impl RunProcess {
 
     /// SIGTERM, then waits: the run must stop cleanly. Returns what it logged.
     fn terminate(mut self) -> String {
-        let pid = self.child.id().to_string();
-        let signalled = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        assert!(signalled.success());
+        signal::send(&self.child, "TERM");
         let status = self.child.wait().unwrap();
         let stderr = self.stderr.take().unwrap().join().unwrap();
         let stderr = String::from_utf8_lossy(&stderr).into_owned();

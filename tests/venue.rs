@@ -3,6 +3,9 @@
 //!
 //! Every test starts its own venue on port 0 and shuts it down before it ends.
 
+#[path = "support/signal.rs"]
+mod signal;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -1326,10 +1329,7 @@ fn cli_prints_the_base_url_first_and_stops_on_ctrl_c() {
         });
     });
     // Ctrl-C, as a person would; the process must exit cleanly and soon.
-    let interrupted = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    signal::send(&child, "INT");
     let deadline = Instant::now() + Duration::from_secs(10);
     let exit = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -1345,7 +1345,6 @@ fn cli_prints_the_base_url_first_and_stops_on_ctrl_c() {
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
-    assert!(interrupted.success());
     assert!(
         exit.is_some_and(|s| s.success()),
         "venue did not stop on SIGINT: {exit:?}"

@@ -119,6 +119,11 @@ fn is_unreachable(e: &alloy::contract::Error) -> bool {
 
 pub use crate::config::shown_url;
 
+/// True for `ws://` and `wss://` URLs.
+fn is_websocket_url(url: &str) -> bool {
+    url.starts_with("ws://") || url.starts_with("wss://")
+}
+
 /// How long a WebSocket connect may take before the endpoint counts as unreachable.
 const WS_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -134,7 +139,7 @@ struct Endpoint {
 
 impl Endpoint {
     fn is_websocket(&self) -> bool {
-        self.url.starts_with("ws://") || self.url.starts_with("wss://")
+        is_websocket_url(&self.url)
     }
 
     /// The provider, connecting a WebSocket now if it is not connected; the reason (redacted)
@@ -190,7 +195,7 @@ impl ChainClient {
         let mut endpoints = Vec::new();
         for url in urls {
             let shown = shown_url(url);
-            let provider = if url.starts_with("ws://") || url.starts_with("wss://") {
+            let provider = if is_websocket_url(url) {
                 None
             } else {
                 let parsed = reqwest::Url::parse(url)
