@@ -109,6 +109,61 @@ proptest! {
     }
 }
 
+/// Reads a recording from a file on disk (the path replay takes), returning how it ended.
+fn read_file_end(bytes: &[u8]) -> Result<usize, RecordError> {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(bytes).unwrap();
+    file.flush().unwrap();
+    let mut reader = RecordingReader::open(file.path())?;
+    let mut n = 0;
+    while reader.next_item()?.is_some() {
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Damage inside a compressed recording is corruption, not a truncated tail: near the end of
+/// a small file (read whole at once) as much as in the middle, from disk and from memory.
+#[test]
+fn damaged_zstd_is_corruption_wherever_it_is() {
+    let items: Vec<Item> = (0..300u64)
+        .map(|i| {
+            Item::Envelope(Envelope {
+                endpoint: Endpoint::HermesStream,
+                t_ms: i,
+                context: String::new(),
+                raw: Bytes::from(format!(
+                    r#"{{"parsed":[{{"id":"feed{}","price":{{"price":"{}","conf":"{}","expo":-8}}}}]}}"#,
+                    i % 7,
+                    1_000_000 + i * 37,
+                    i * 3
+                )),
+                seq: 0,
+            })
+        })
+        .collect();
+    let whole = write(&items, Codec::Zstd);
+    assert!(whole.len() < 64 << 10, "a small file: {}", whole.len());
+    assert_eq!(read_file_end(&whole).unwrap(), items.len());
+    for at in [whole.len() / 2, whole.len() - 40] {
+        let mut bytes = whole.clone();
+        bytes[at] ^= 0x5a;
+        let (back, end) = read_all(bytes.clone());
+        assert!(
+            matches!(end, Err(RecordError::Corrupt { .. })),
+            "damage at {at} of {}, in memory: {end:?}",
+            whole.len()
+        );
+        assert!(back.len() < items.len());
+        let from_disk = read_file_end(&bytes);
+        assert!(
+            matches!(from_disk, Err(RecordError::Corrupt { .. })),
+            "damage at {at} of {}, on disk: {from_disk:?}",
+            whole.len()
+        );
+    }
+}
+
 #[test]
 fn zstd_truncation_is_reported_too() {
     let items: Vec<Item> = (0..200)

@@ -449,6 +449,81 @@ fn captured_payloads_import_with_times_from_a_field_or_a_cadence() {
     assert_eq!(prices, feeds, "{journal}");
 }
 
+/// Poll bodies import too: a Birdeye `multi_price` body and a DEX Screener boosts list, each
+/// captured twice, become a recording whose replay journals their prices and snapshots.
+#[test]
+fn captured_poll_bodies_import_and_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = |name: &str| {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(name),
+        )
+        .unwrap();
+        // One payload per line: the same JSON, compact.
+        serde_json::to_string(&serde_json::from_str::<serde_json::Value>(&text).unwrap()).unwrap()
+    };
+    let birdeye = fixture("birdeye_multi_price.json");
+    let tokens = serde_json::from_str::<serde_json::Value>(&birdeye).unwrap()["data"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|v| v["value"].is_number())
+        .count();
+    let newest = serde_json::from_str::<serde_json::Value>(&birdeye).unwrap()["data"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(|v| v["updateUnixTime"].as_u64())
+        .max()
+        .unwrap();
+    let mut recordings = Vec::new();
+    for (source, context, body) in [
+        ("birdeye_multi_price", "solana", birdeye),
+        (
+            "dexscreener_boosts",
+            "",
+            fixture("dexscreener_token_boosts_top.json"),
+        ),
+    ] {
+        let input = dir.path().join(format!("{source}.jsonl"));
+        std::fs::write(&input, format!("{body}\n{body}\n")).unwrap();
+        let recording = dir.path().join(format!("{source}.rec"));
+        run(sluice()
+            .args(["import", "--source", source, "--context", context])
+            .args(["--start-ms", &(newest * 1000 + 2_000).to_string()])
+            .args(["--cadence-ms", "3000", "--out"])
+            .arg(&recording)
+            .arg(&input));
+        let envelopes = dumped_envelopes(&recording);
+        assert_eq!(envelopes.len(), 2, "{source}");
+        assert_eq!(envelopes[0]["endpoint"], source);
+        assert_eq!(envelopes[0]["raw"].as_str(), Some(body.as_str()));
+        recordings.push(recording);
+    }
+    let journal_of = |recording: &Path, name: &str| {
+        let out = dir.path().join(name);
+        run(sluice()
+            .args(["replay", "--quiet", "--journal-inputs", "--out"])
+            .arg(&out)
+            .arg(recording));
+        std::fs::read_to_string(out.join("journal.jsonl")).unwrap()
+    };
+    let birdeye_journal = journal_of(&recordings[0], "birdeye");
+    let prices = birdeye_journal
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"price\"") && l.contains("birdeye"))
+        .count();
+    assert_eq!(prices, 2 * tokens, "{birdeye_journal}");
+    let boosts_journal = journal_of(&recordings[1], "boosts");
+    let snapshots = boosts_journal
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"boost_snapshot\""))
+        .count();
+    assert_eq!(snapshots, 2, "{boosts_journal}");
+}
+
 /// An import that cannot be done says why and where, and writes no recording.
 #[test]
 fn a_bad_import_names_its_problem() {
@@ -529,4 +604,86 @@ fn bench_json_has_the_documented_shape() {
         }
     }
     assert!(report["price_updates"].as_u64().unwrap() > 0);
+}
+
+/// The summary after a replay counts what the journal holds, and a store damaged between two
+/// runs is rebuilt, reported in the summary, and written again.
+#[test]
+fn the_summary_counts_the_journal_and_a_damaged_store_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let replay = || run(sluice().args(["replay", "--out"]).arg(&out));
+    let first = replay();
+    let table = String::from_utf8_lossy(&first.stdout).into_owned();
+    let rows: Vec<(String, String)> = table
+        .lines()
+        .filter_map(|line| {
+            // Keys may be indented (kinds under "events"); the value follows two spaces.
+            let body = line.trim_start();
+            let indent = &line[..line.len() - body.len()];
+            let (key, value) = body.trim_end().split_once("  ")?;
+            Some((format!("{indent}{key}"), value.trim().to_owned()))
+        })
+        .collect();
+    let row = |key: &str| {
+        rows.iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no {key:?} row in\n{table}"))
+    };
+    let journal = std::fs::read_to_string(out.join("journal.jsonl")).unwrap();
+    let mut by_kind: std::collections::BTreeMap<String, u64> = Default::default();
+    for line in journal.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        *by_kind
+            .entry(v["kind"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(
+        row("invalid inputs"),
+        by_kind["invalid_input"].to_string(),
+        "{table}"
+    );
+    assert!(row("envelopes").parse::<u64>().unwrap() > 1_000, "{table}");
+    assert!(row("throughput").contains("price updates/s"), "{table}");
+    for kind in ["push_batch", "entry", "tier_change", "price_discrepancy"] {
+        assert_eq!(
+            row(&format!("  {kind}")),
+            by_kind[kind].to_string(),
+            "{kind} in\n{table}"
+        );
+    }
+    assert!(!table.contains("rebuilt"), "{table}");
+
+    // Damage every file of the store, then replay into the same directory.
+    let mut files = vec![out.join("store")];
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            let len = std::fs::metadata(&path).unwrap().len().max(64) as usize;
+            std::fs::write(
+                &path,
+                (0..len).map(|i| (i * 7 + 3) as u8).collect::<Vec<u8>>(),
+            )
+            .unwrap();
+        }
+    }
+    let second = replay();
+    let table = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        table.contains("rebuilt after corruption"),
+        "{table}\n{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("journal.jsonl")).unwrap(),
+        journal,
+        "the journal does not depend on the store"
+    );
+    let (store, _) = sluice::store::Store::open(&out.join("store")).unwrap();
+    assert!(
+        store.scan(sluice::store::Tree::Prices, b"").unwrap().len() > 20,
+        "the rebuilt store is written again"
+    );
 }

@@ -248,6 +248,21 @@ fn run_and_check(params: RiskParams, steps: &[StepIn]) -> Result<(), TestCaseErr
                     prop_assert!(qty.is_positive() && !notional.is_negative());
                     prop_assert!(*side == Side::Sell || notional.is_positive());
                     if *side == Side::Buy {
+                        // Sized from scratch: base% × equity × multiplier, capped at max% ×
+                        // equity and at the cash, each rounded down; then qty = size / price
+                        // rounded down.
+                        let equity = U512::from(naive.equity().raw().max(0).unsigned_abs());
+                        let raw = |f: Fixed| U512::from(f.raw().unsigned_abs());
+                        let scale = U512::from(10u128.pow(18));
+                        let hundred = U512::from(100u8) * scale;
+                        let base = equity
+                            * raw(params.base_position_percent)
+                            * raw(params.multiplier(tier))
+                            / (hundred * scale);
+                        let cap = equity * raw(params.max_position_percent) / hundred;
+                        let size = base.min(cap).min(raw(naive.cash()));
+                        let want_qty = size * scale / raw(*price);
+                        prop_assert_eq!(raw(*qty), want_qty, "{} sized from {}", asset, size);
                         prop_assert!(tier != Tier::Emergency, "bought in Emergency");
                         prop_assert!(entries.contains(&asset));
                         prop_assert!(live < params.max_positions);
@@ -282,7 +297,15 @@ fn run_and_check(params: RiskParams, steps: &[StepIn]) -> Result<(), TestCaseErr
                         RejectReason::BelowMinimum => prop_assert!(false, "below a zero minimum"),
                     }
                 }
-                RiskEvent::TierChange { .. } => {}
+                RiskEvent::TierChange {
+                    from, to, equity, ..
+                } => {
+                    // One change a step, to the tier the step ends in, at the equity after
+                    // the step's marks and stops.
+                    prop_assert_eq!(*to, tier);
+                    prop_assert!(from != to);
+                    prop_assert_eq!(*equity, naive.equity());
+                }
             }
         }
         // Every entry not held at the end of the step was refused, once.

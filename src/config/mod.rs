@@ -217,6 +217,7 @@ impl Config {
                 .find(|(name, _)| k.as_str().eq_ignore_ascii_case(name))
                 .map(|(_, key)| (*key).into())
         }));
+        figment = figment.merge(secret::SecretEnv::from_process());
         for (key, value) in overrides {
             figment = figment.merge(figment::providers::Serialized::default(key, value));
         }

@@ -135,7 +135,8 @@ pub fn source_operator<'scope, F: Feed>(
                     FeedState::Ready => activator.activate(),
                     FeedState::Later => activator.activate_after(Duration::from_micros(200)),
                     FeedState::Closed => {
-                        let final_time = (*cap.time()).max(state.max_time + state.tick_ms);
+                        let final_time =
+                            (*cap.time()).max(state.max_time.saturating_add(state.tick_ms));
                         cap.downgrade(&final_time);
                         state.closing_at = Some(final_time);
                         state.feed = None;

@@ -152,10 +152,13 @@ pub fn should_update(rule: &Thresholds, source: &Quote, target: Option<&Quote>) 
 
 /// `|s − t| / t × 100 ≥ threshold`, with `s` and `t` aligned to a common exponent.
 fn deviation_reaches(source: &Quote, target: &Quote, threshold: &Decimal) -> bool {
+    // In i64, so that exponents from anywhere in i32 (a chain read is not range-checked the
+    // way Hermes is) cannot overflow the difference.
     let expo = source.expo.min(target.expo);
+    let shift = |e: i32| i64::from(e) - i64::from(expo);
     let (Some(s), Some(t)) = (
-        align(i128::from(source.price), source.expo - expo),
-        align(i128::from(target.price), target.expo - expo),
+        align(i128::from(source.price), shift(source.expo)),
+        align(i128::from(target.price), shift(target.expo)),
     ) else {
         // Exponents so far apart that one side does not fit: a move of many orders of
         // magnitude, unless the target is not positive (then it never triggers, as in JS).
@@ -188,23 +191,19 @@ fn at_least(value: u128, value_exp: i32, base: u128, threshold: &Decimal) -> boo
         return true; // value ≥ 0 ≥ threshold × base
     }
     let rhs_mantissa = (threshold.mantissa as u128).checked_mul(base);
-    let shift = value_exp - threshold.expo;
+    let shift = i64::from(value_exp) - i64::from(threshold.expo);
+    let pow10 = |n: i64| u32::try_from(n).ok().and_then(pow10_u128);
     match rhs_mantissa {
         // threshold × base does not fit in u128: only a value scaled past it can reach it.
-        None => {
-            shift > 0
-                && pow10_u128(shift as u32)
-                    .and_then(|f| value.checked_mul(f))
-                    .is_none()
-        }
+        None => shift > 0 && pow10(shift).and_then(|f| value.checked_mul(f)).is_none(),
         Some(rhs) => {
             if shift >= 0 {
-                match pow10_u128(shift as u32).and_then(|f| value.checked_mul(f)) {
+                match pow10(shift).and_then(|f| value.checked_mul(f)) {
                     Some(lhs) => lhs >= rhs,
                     None => true, // the left side is larger than anything u128 holds
                 }
             } else {
-                match pow10_u128((-shift) as u32).and_then(|f| rhs.checked_mul(f)) {
+                match pow10(-shift).and_then(|f| rhs.checked_mul(f)) {
                     Some(scaled_rhs) => value >= scaled_rhs,
                     None => false,
                 }
@@ -213,7 +212,7 @@ fn at_least(value: u128, value_exp: i32, base: u128, threshold: &Decimal) -> boo
     }
 }
 
-fn align(mantissa: i128, shift: i32) -> Option<i128> {
+fn align(mantissa: i128, shift: i64) -> Option<i128> {
     let factor = 10i128.checked_pow(u32::try_from(shift).ok()?)?;
     mantissa.checked_mul(factor)
 }
@@ -257,19 +256,28 @@ impl FeedRules {
 }
 
 fn thresholds_of(feed: &FeedConfig, defaults: &Thresholds) -> Thresholds {
-    Thresholds {
-        time_difference_s: feed.time_difference.unwrap_or(defaults.time_difference_s),
-        price_deviation: feed
-            .price_deviation
-            .map_or(defaults.price_deviation, |p| p.value()),
-        confidence_ratio: feed
-            .confidence_ratio
-            .map_or(defaults.confidence_ratio, |p| p.value()),
-        early: feed.early_update.as_ref().map(|e| EarlyThresholds {
-            time_difference_s: e.time_difference,
-            price_deviation: e.price_deviation.map(|p| p.value()),
-            confidence_ratio: e.confidence_ratio.map(|p| p.value()),
-        }),
+    Thresholds::of_feed(feed, defaults)
+}
+
+impl Thresholds {
+    /// The thresholds of one configured feed (the pusher's price-config entry): its own
+    /// values where it sets them, `defaults` (the global knobs) elsewhere. With
+    /// [`should_update`] this is the rule as a function of (feed config, source, target).
+    pub fn of_feed(feed: &FeedConfig, defaults: &Thresholds) -> Thresholds {
+        Thresholds {
+            time_difference_s: feed.time_difference.unwrap_or(defaults.time_difference_s),
+            price_deviation: feed
+                .price_deviation
+                .map_or(defaults.price_deviation, |p| p.value()),
+            confidence_ratio: feed
+                .confidence_ratio
+                .map_or(defaults.confidence_ratio, |p| p.value()),
+            early: feed.early_update.as_ref().map(|e| EarlyThresholds {
+                time_difference_s: e.time_difference,
+                price_deviation: e.price_deviation.map(|p| p.value()),
+                confidence_ratio: e.confidence_ratio.map(|p| p.value()),
+            }),
+        }
     }
 }
 
@@ -572,6 +580,39 @@ mod tests {
         );
     }
 
+    /// Exponents from anywhere in i32 (a chain read is not range-checked as Hermes prices
+    /// are) neither overflow nor fake a move.
+    #[test]
+    fn extreme_exponents_decide_without_overflow() {
+        let r = rule(None);
+        for (s_expo, t_expo) in [
+            (i32::MIN, i32::MAX),
+            (i32::MAX, i32::MIN),
+            (0, i32::MIN),
+            (i32::MAX, i32::MAX),
+        ] {
+            let d = should_update(
+                &r,
+                &q(10_000, 1, s_expo, 101),
+                Some(&q(10_000, 1, t_expo, 100)),
+            );
+            if s_expo == t_expo {
+                assert_eq!(d, Decision::Early, "equal prices at {s_expo}");
+            } else {
+                assert_eq!(d, Decision::Yes(Reason::Deviation), "{s_expo} vs {t_expo}");
+            }
+        }
+        let tiny = Thresholds {
+            price_deviation: Decimal::new(1, i32::MIN),
+            confidence_ratio: Decimal::new(1, i32::MAX),
+            ..rule(None)
+        };
+        assert_eq!(
+            should_update(&tiny, &q(10_001, 1, -2, 101), Some(&q(10_000, 1, -2, 100))),
+            Decision::Yes(Reason::Deviation)
+        );
+    }
+
     #[test]
     fn exponents_are_aligned_before_comparing() {
         let r = rule(None);
@@ -649,12 +690,21 @@ mod tests {
         assert_eq!(feed.target(), None);
         feed.pushed(q(100, 1, -2, 10), 11_000, 5_000);
         assert_eq!(feed.target().map(|t| t.publish_time), Some(10));
+        let r = Thresholds {
+            confidence_ratio: Decimal::new(100, 0),
+            ..rule(None)
+        };
+        // The batch is the target: the same price is not pushed again meanwhile.
+        assert_eq!(feed.decide(&r), Decision::Early);
         // A read before the deadline that does not show it yet changes nothing.
         feed.observe(Some(q(90, 1, -2, 5)), 12_000);
         assert_eq!(feed.target().map(|t| t.publish_time), Some(10));
-        // After the deadline, a read still older than the batch: it did not land.
+        assert_eq!(feed.decide(&r), Decision::Early);
+        // After the deadline, a read still older than the batch: it did not land, and the
+        // same source price is pushed again.
         feed.observe(Some(q(90, 1, -2, 5)), 16_000);
         assert_eq!(feed.target().map(|t| t.publish_time), Some(5));
+        assert_eq!(feed.decide(&r), Decision::Yes(Reason::Deviation));
         // Chain reads never go backwards.
         feed.observe(Some(q(80, 1, -2, 4)), 17_000);
         assert_eq!(feed.target().map(|t| t.price), Some(90));

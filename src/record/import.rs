@@ -143,9 +143,13 @@ pub fn import<W: Write>(
                             .checked_mul(*unit_ms)
                             .ok_or_else(|| fail(format!("{pointer} is out of range")))?
                     }
-                    ImportTiming::Cadence { start_ms, every_ms } => {
-                        start_ms + summary.envelopes * every_ms
-                    }
+                    ImportTiming::Cadence { start_ms, every_ms } => summary
+                        .envelopes
+                        .checked_mul(*every_ms)
+                        .and_then(|offset| start_ms.checked_add(offset))
+                        .ok_or_else(|| {
+                            fail("the cadence runs past the largest time in ms".into())
+                        })?,
                 };
                 let slot = &mut last_time[endpoint.source().index()];
                 let t_ms = match *slot {
@@ -173,7 +177,7 @@ pub fn import<W: Write>(
     if let ImportFormat::Payloads { endpoint, .. } = format
         && let Some(last) = last_time[endpoint.source().index()]
     {
-        writer.write_watermark(endpoint.source(), last + 1)?;
+        writer.write_watermark(endpoint.source(), last.saturating_add(1))?;
     }
     Ok((writer.finish()?, summary))
 }

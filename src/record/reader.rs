@@ -103,6 +103,9 @@ enum Input {
     /// Bytes in memory (the bundled recording), decompressed if they were compressed.
     Memory {
         body: io::Cursor<Bytes>,
+        /// Why decompression stopped before the end, when the compressed bytes were damaged
+        /// (rather than cut short): reading past the last good byte reports it.
+        damage: Option<String>,
         /// Set to the position in the original bytes (header included), scaled from `body`.
         count: Arc<AtomicU64>,
         /// Length of the original bytes after the header.
@@ -129,8 +132,14 @@ impl Read for Input {
                 Ok(n)
             }
             Input::Zstd(r) => r.read(buf),
-            Input::Memory { body, .. } => {
+            Input::Memory { body, damage, .. } => {
                 let n = body.read(buf)?;
+                if n == 0
+                    && !buf.is_empty()
+                    && let Some(damage) = damage
+                {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, damage.clone()));
+                }
                 self.report_memory_position();
                 Ok(n)
             }
@@ -233,6 +242,7 @@ impl Input {
             body,
             count,
             original_body_len,
+            ..
         } = self
         {
             let len = body.get_ref().len() as u128;
@@ -338,19 +348,26 @@ impl RecordingReader {
         let codec = check_header(&head, &PathBuf::from("<memory>"))?;
         let body = bytes.slice(HEADER_LEN..);
         let original_body_len = body.len() as u64;
-        let body = match codec {
-            Codec::None => body,
+        let (body, damage) = match codec {
+            Codec::None => (body, None),
             Codec::Zstd => {
-                // Decompress up front; truncated streams keep what decoded before the damage.
+                // Decompress up front, keeping what decoded before any damage: a stream cut
+                // short is a truncated tail, any other decoder error is corruption, reported
+                // where the good bytes end.
                 let mut out = Vec::new();
                 let mut decoder = zstd::Decoder::new(io::Cursor::new(body))?;
-                let _ = decoder.read_to_end(&mut out);
-                Bytes::from(out)
+                let damage = match decoder.read_to_end(&mut out) {
+                    Ok(_) => None,
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => None,
+                    Err(e) => Some(e.to_string()),
+                };
+                (Bytes::from(out), damage)
             }
         };
         counter.store(HEADER_LEN as u64, Ordering::Relaxed);
         let input = Input::Memory {
             body: io::Cursor::new(body),
+            damage,
             count: Arc::clone(&counter),
             original_body_len,
         };
@@ -584,13 +601,11 @@ impl RecordingReader {
         read_full(&mut self.input, buf).map_err(|e| self.stream_error(e, frame_start))
     }
 
-    /// A decoder error at the very end of the file is a truncated tail; elsewhere, corruption.
+    /// A compressed stream that ends mid-frame is a truncated tail (zstd says
+    /// `UnexpectedEof`); any other decoder error is corruption, wherever in the file it is.
     fn stream_error(&self, err: io::Error, frame_start: u64) -> RecordError {
         if self.codec == Codec::Zstd {
-            let at_end = self
-                .file_len
-                .is_some_and(|len| self.file_read.load(Ordering::Relaxed) >= len);
-            if at_end {
+            if err.kind() == io::ErrorKind::UnexpectedEof {
                 return RecordError::Truncated {
                     offset: frame_start,
                 };

@@ -470,6 +470,64 @@ mod tests {
         });
     }
 
+    /// A compact document with bytes overwritten: whatever the compact reader still accepts
+    /// is JSON, and reads as the general parser reads it.
+    #[test]
+    fn the_compact_reader_refuses_what_is_not_json() {
+        use proptest::prelude::*;
+        let doc = format!(
+            r#"{{"binary":{{"encoding":"hex","data":["504e4155"]}},"parsed":[{{"id":"{BTC}","price":{{"price":"9712345678901","conf":"7","expo":-8,"publish_time":1795248000}},"ema_price":{{"price":"1","conf":"1","expo":-8,"publish_time":1795248000}},"metadata":{{"slot":279842122,"proof_available_time":null,"prev_publish_time":[1.5e3,true,{{}}]}}}}]}}"#
+        );
+        let assets = AssetMap::default();
+        let ctx = ParseContext {
+            assets: &assets,
+            max_future_skew_ms: 5_000,
+        };
+        let parse = |raw: Vec<u8>| {
+            let e = Envelope {
+                endpoint: Endpoint::HermesStream,
+                t_ms: 1_795_248_010_000,
+                context: String::new(),
+                raw: bytes::Bytes::from(raw),
+                seq: 0,
+            };
+            let (mut fast, mut general) = (Vec::new(), Vec::new());
+            let accepted = parse_compact(&e, &ctx, &mut fast).is_some();
+            parse_update_general(&e, &ctx, &mut general);
+            (accepted, fast, general)
+        };
+        assert!(
+            parse(doc.clone().into_bytes()).0,
+            "the unmutated document is compact"
+        );
+        let bytes = [
+            b'\0', b'\n', b' ', 0x0c, 0xff, b',', b':', b'}', b']', b'"', b'x', b'0',
+        ];
+        let edits = proptest::collection::vec(
+            (
+                any::<proptest::sample::Index>(),
+                proptest::sample::select(bytes.to_vec()),
+            ),
+            1..4,
+        );
+        proptest!(|(edits in edits)| {
+            let mut raw = doc.clone().into_bytes();
+            for (at, byte) in edits {
+                let i = at.index(raw.len());
+                raw[i] = byte;
+            }
+            let (accepted, fast, general) = parse(raw.clone());
+            if accepted {
+                prop_assert!(
+                    serde_json::from_slice::<serde::de::IgnoredAny>(&raw).is_ok(),
+                    "accepted, not JSON: {}",
+                    String::from_utf8_lossy(&raw)
+                );
+                prop_assert_eq!(fast, general);
+            }
+        });
+    }
+
     const BTC: &str = "e62df6c8b4a85fe1a67db44dc12de5db330f7ac66b72dc658afedf0f4a415b43";
     const ETH: &str = "ff61491a931112ddf1bd8147cd1b641375f79f5825126d665480874634fd0ace";
 

@@ -85,11 +85,14 @@ impl<'a> Cursor<'a> {
     }
 
     /// A short string's contents (an id, a number written as a string): scanned byte by
-    /// byte, which beats a vectorized search on a few dozen bytes. Gives up on escapes.
+    /// byte, which beats a vectorized search on a few dozen bytes. Gives up on escapes and on
+    /// any byte that is not printable ASCII.
     pub(super) fn short_string(&mut self) -> Option<&'a [u8]> {
         self.eat(b"\"")?;
         let rest = self.bytes.get(self.at..)?;
-        let end = rest.iter().position(|b| *b == b'"' || *b == b'\\')?;
+        let end = rest
+            .iter()
+            .position(|b| *b == b'"' || *b == b'\\' || !is_plain(*b))?;
         if rest[end] != b'"' {
             return None;
         }
@@ -111,7 +114,8 @@ impl<'a> Cursor<'a> {
     }
 
     /// A string's contents (the opening quote comes next). Escapes make it give up: the
-    /// contents would not be the bytes in the payload.
+    /// contents would not be the bytes in the payload. So does any byte that is not printable
+    /// ASCII: a control byte is not JSON, and UTF-8 is the general parser's to check.
     pub(super) fn string(&mut self) -> Option<&'a [u8]> {
         self.eat(b"\"")?;
         let rest = self.bytes.get(self.at..)?;
@@ -120,6 +124,10 @@ impl<'a> Cursor<'a> {
             return None;
         }
         let text = &rest[..end];
+        // No early exit, so that it vectorizes.
+        if !text.iter().fold(true, |ok, b| ok & is_plain(*b)) {
+            return None;
+        }
         self.at += end + 1;
         Some(text)
     }
@@ -146,47 +154,89 @@ impl<'a> Cursor<'a> {
         Some(&rest[..len])
     }
 
-    /// Skips one object, array, string, number or literal. Gives up on escapes.
+    /// Skips one object, array, string, number or literal, checking it is JSON as written
+    /// compactly. Gives up on escapes, whitespace and nesting deeper than [`MAX_SKIP_DEPTH`].
     pub(super) fn skip_value(&mut self) -> Option<()> {
-        let mut depth = 0usize;
-        loop {
-            match self.peek()? {
-                b'"' => {
+        self.skip_value_within(MAX_SKIP_DEPTH)
+    }
+
+    fn skip_value_within(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.string().map(drop),
+            b'{' => {
+                let depth = depth.checked_sub(1)?;
+                self.at += 1;
+                if self.eat_byte(b'}') {
+                    return Some(());
+                }
+                loop {
                     self.string()?;
+                    self.eat(b":")?;
+                    self.skip_value_within(depth)?;
+                    if self.eat_byte(b'}') {
+                        return Some(());
+                    }
+                    self.eat(b",")?;
                 }
-                b'{' | b'[' => {
-                    depth += 1;
-                    self.at += 1;
-                }
-                b'}' | b']' => {
-                    depth = depth.checked_sub(1)?;
-                    self.at += 1;
-                }
-                b',' | b':' if depth > 0 => self.at += 1,
-                b'-' | b'0'..=b'9' | b't' | b'f' | b'n' | b'.' | b'e' | b'E' | b'+' => {
-                    let rest = self.bytes.get(self.at..)?;
-                    let len = rest
-                        .iter()
-                        .take_while(|b| {
-                            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'+' | b'.')
-                        })
-                        .count();
-                    self.at += len;
-                }
-                _ => return None,
             }
-            if depth == 0 {
-                return Some(());
+            b'[' => {
+                let depth = depth.checked_sub(1)?;
+                self.at += 1;
+                if self.eat_byte(b']') {
+                    return Some(());
+                }
+                loop {
+                    self.skip_value_within(depth)?;
+                    if self.eat_byte(b']') {
+                        return Some(());
+                    }
+                    self.eat(b",")?;
+                }
             }
+            b't' => self.eat(b"true"),
+            b'f' => self.eat(b"false"),
+            b'n' => self.eat(b"null"),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
         }
+    }
+
+    /// A number as JSON writes it: `-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`.
+    fn number(&mut self) -> Option<()> {
+        self.eat_byte(b'-');
+        let int = self.digits()?;
+        if int.len() > 1 && int[0] == b'0' {
+            return None;
+        }
+        if self.eat_byte(b'.') {
+            self.digits()?;
+        }
+        if self.eat_byte(b'e') || self.eat_byte(b'E') {
+            if !self.eat_byte(b'+') {
+                self.eat_byte(b'-');
+            }
+            self.digits()?;
+        }
+        Some(())
     }
 
     /// True when only whitespace is left.
     pub(super) fn at_end(&self) -> bool {
-        self.bytes
-            .get(self.at..)
-            .is_some_and(|rest| rest.iter().all(u8::is_ascii_whitespace))
+        self.bytes.get(self.at..).is_some_and(|rest| {
+            rest.iter()
+                .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        })
     }
+}
+
+/// How deep [`Cursor::skip_value`] follows nested objects and arrays before giving up; the
+/// fields it skips in real payloads are one or two levels deep.
+const MAX_SKIP_DEPTH: usize = 16;
+
+/// A byte a string may hold on the hot path: printable ASCII (JSON forbids control bytes in
+/// strings; anything above ASCII is left to the general parser's UTF-8 check).
+fn is_plain(b: u8) -> bool {
+    (0x20..0x7f).contains(&b)
 }
 
 /// Digits as a non-negative i64; `None` on overflow or a leading zero that JSON forbids.
@@ -259,5 +309,61 @@ mod tests {
         assert_eq!(Cursor::new(b"0123").int(), None);
         assert_eq!(Cursor::new(b"99999999999999999999").int(), None);
         assert_eq!(parse_digits_u64(b"18446744073709551615"), Some(u64::MAX));
+    }
+
+    /// Whatever `skip_value` and the string readers accept is JSON: the hot path must never
+    /// take a document the general parser would call invalid.
+    #[test]
+    fn the_cursor_accepts_only_json() {
+        let skips = |text: &[u8]| {
+            let mut c = Cursor::new(text);
+            c.skip_value().is_some() && c.at_end()
+        };
+        for good in [
+            &br#"{"a":[1,-2.5e+3,0,0.0,1E9,true,false,null,"",{}],"b":[]}"#[..],
+            b"-0",
+            br#""~ok""#,
+        ] {
+            assert!(skips(good), "{}", String::from_utf8_lossy(good));
+            assert!(serde_json::from_slice::<serde_json::Value>(good).is_ok());
+        }
+        for bad in [
+            &b"{\"a\":1,}"[..],
+            b"{,}",
+            b"[1,,2]",
+            b"[1:2]",
+            b"{\"a\" 1}",
+            b"{\"a\":1:2}",
+            b"[}",
+            b"{1:2}",
+            b"tru",
+            b"nulx",
+            b"1x",
+            b"01",
+            b"1.",
+            b"1e",
+            b".5",
+            b"+1",
+            b"\"a\x00b\"",
+            b"\"a\nb\"",
+            b"\"\xff\"",
+            b"1\x0c",
+        ] {
+            assert!(!skips(bad), "{}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(Cursor::new(b"\"a\x01\"").short_string(), None);
+        assert_eq!(Cursor::new(b"\"\xc3\xa9\"").short_string(), None);
+        let nested = format!(
+            "{}{}",
+            "[".repeat(MAX_SKIP_DEPTH + 1),
+            "]".repeat(MAX_SKIP_DEPTH + 1)
+        );
+        assert!(!skips(nested.as_bytes()));
+        let nested = format!(
+            "{}{}",
+            "[".repeat(MAX_SKIP_DEPTH),
+            "]".repeat(MAX_SKIP_DEPTH)
+        );
+        assert!(skips(nested.as_bytes()));
     }
 }
