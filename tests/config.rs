@@ -141,3 +141,45 @@ fn a_bad_value_names_its_key_and_where_it_came_from() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("no such file"), "{}", stderr(&out));
 }
+
+/// Negative thresholds would make Pyth's rule say YES on every price: refused, each under its
+/// own name, for the defaults and for one feed's own and `early_update` values.
+#[test]
+fn negative_debounce_thresholds_are_refused_by_name() {
+    let out = check(&[], &[("SLUICE__DEBOUNCE__CONFIDENCE_RATIO_PERCENT", "-1")]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("debounce.confidence_ratio_percent"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let feed = |extra: &str| {
+        format!(
+            "[[debounce.feeds]]\nalias = \"BTC/USD\"\n\
+             id = \"e62df6c8b4a85fe1a67db44dc12de5db330f7ac66b72dc658afedf0f4a415b43\"\n{extra}"
+        )
+    };
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, feed("price_deviation = 0.2\n")).unwrap();
+    assert!(
+        check(&["--config", good.to_str().unwrap()], &[])
+            .status
+            .success()
+    );
+    for (name, extra) in [
+        ("price_deviation", "price_deviation = -0.2\n"),
+        (
+            "early_update.confidence_ratio",
+            "[debounce.feeds.early_update]\nconfidence_ratio = -3\n",
+        ),
+    ] {
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, feed(extra)).unwrap();
+        let out = check(&["--config", file.to_str().unwrap()], &[]);
+        assert!(!out.status.success(), "{name} accepted");
+        let err = stderr(&out);
+        assert!(
+            err.contains("BTC/USD") && err.contains(name) && err.contains("bad.toml"),
+            "{err}"
+        );
+    }
+}

@@ -91,6 +91,32 @@ fn the_bundled_journal_has_every_kind() {
         "Emergency halts new entries"
     );
     assert!(text.contains("\"to\":\"emergency\""));
+    // A push batch carries each feed's price, its update data and why it is in the batch.
+    let mut reasons = BTreeSet::new();
+    for line in text
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"push_batch\""))
+    {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(v["batch"].as_u64().is_some(), "{line}");
+        let data = v["update_data"].as_array().expect("update_data");
+        assert!(!data.is_empty(), "{line}");
+        for feed in v["feeds"].as_array().expect("feeds") {
+            assert_eq!(feed["id"].as_str().map(str::len), Some(64), "{line}");
+            for key in ["price", "conf", "expo", "publish_time"] {
+                assert!(feed[key].is_i64() || feed[key].is_u64(), "{key} in {line}");
+            }
+            reasons.insert(feed["reason"].as_str().unwrap().to_owned());
+        }
+    }
+    let allowed = ["initial", "deviation", "heartbeat", "confidence", "early"];
+    assert!(
+        reasons.iter().all(|r| allowed.contains(&r.as_str())),
+        "{reasons:?}"
+    );
+    for reason in ["initial", "early"] {
+        assert!(reasons.contains(reason), "no {reason} in {reasons:?}");
+    }
     // Inputs are journaled only on request.
     assert!(!found.contains("price"));
     let with_inputs = kinds(&replay_bundled(dir.path(), "inputs", &["--journal-inputs"]));
@@ -333,6 +359,33 @@ fn the_store_holds_the_same_latest_prices_on_any_worker_count() {
         let (store, _) = sluice::store::Store::open(&out.join("store")).unwrap();
         let prices = store.scan(sluice::store::Tree::Prices, b"").unwrap();
         assert!(prices.len() > 20, "latest prices are stored");
+        // Each row is the seed's mesh_price_cache row.
+        for (key, value) in &prices {
+            let row: serde_json::Value = serde_json::from_slice(value).unwrap();
+            let key = String::from_utf8_lossy(key);
+            for field in [
+                "asset",
+                "price",
+                "chain",
+                "timestamp",
+                "source",
+                "change_24h",
+            ] {
+                assert!(row.get(field).is_some(), "no {field} in {key}: {row}");
+            }
+            assert_eq!(
+                key,
+                format!(
+                    "{}|{}",
+                    row["asset"].as_str().unwrap(),
+                    row["source"].as_str().unwrap()
+                )
+            );
+            assert!(
+                row["timestamp"].as_i64().unwrap() > 1_700_000_000_000,
+                "{row}"
+            );
+        }
         let risk = store.scan(sluice::store::Tree::Risk, b"").unwrap();
         assert_eq!(risk.len(), 1, "the portfolio is stored");
         let trending = store.scan(sluice::store::Tree::Trending, b"").unwrap();
@@ -603,7 +656,23 @@ fn bench_json_has_the_documented_shape() {
             rate(&report, &format!("/workers/{workers}/{figure}"));
         }
     }
-    assert!(report["price_updates"].as_u64().unwrap() > 0);
+    let all = report["price_updates"].as_u64().unwrap();
+    let hermes = report["hermes_price_updates"].as_u64().unwrap();
+    assert!(hermes > 0 && hermes < all, "{report}");
+    // Resident memory sampled over each run (a one-minute recording may end within a sample
+    // or two, so only the shape is held here).
+    for workers in ["1", "2"] {
+        let quarters = report["workers"][workers]["rss_mb_by_quarter"]
+            .as_array()
+            .unwrap();
+        assert!(quarters.is_empty() || quarters.len() == 4, "{report}");
+        assert!(
+            quarters
+                .iter()
+                .all(|q| q.as_f64().is_some_and(|mb| mb > 1.0)),
+            "{report}"
+        );
+    }
 }
 
 /// The summary after a replay counts what the journal holds, and a store damaged between two

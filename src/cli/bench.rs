@@ -5,17 +5,18 @@
 //! uses, on one thread, with no dataflow. Each pipeline measurement runs `sluice replay` in a
 //! child process, so every figure gets a fresh process (and its own peak RSS).
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
-use std::time::Instant;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 use serde_json::json;
 
 use sluice::config::Config;
 use sluice::dataflow::graph::Wiring;
-use sluice::model::Record;
 use sluice::model::parse::{ParseContext, parse_envelope};
+use sluice::model::{PriceSource, Record};
 use sluice::record::{Codec, Item, RecordingReader};
 use sluice::synth::SynthOptions;
 
@@ -129,6 +130,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         "recording": recording.display().to_string(),
         "rounds": rounds,
         "price_updates": floor.prices,
+        "hermes_price_updates": floor.hermes_prices,
         "envelopes": floor.envelopes,
         "bytes": floor.bytes,
         "parse_floor": {
@@ -148,6 +150,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
 
 struct Floor {
     prices: u64,
+    /// Of which from Hermes (the target counts these).
+    hermes_prices: u64,
     envelopes: u64,
     bytes: u64,
     secs: f64,
@@ -165,6 +169,7 @@ fn parse_floor(recording: &Path, config: &Config) -> anyhow::Result<Floor> {
     let mut records = Vec::new();
     let mut floor = Floor {
         prices: 0,
+        hermes_prices: 0,
         envelopes: 0,
         bytes: 0,
         secs: 0.0,
@@ -175,10 +180,12 @@ fn parse_floor(recording: &Path, config: &Config) -> anyhow::Result<Floor> {
             floor.envelopes += 1;
             floor.bytes += env.raw.len() as u64;
             parse_envelope(&env, &ctx, &mut records);
-            floor.prices += records
-                .iter()
-                .filter(|r| matches!(r, Record::Price(_)))
-                .count() as u64;
+            for record in &records {
+                if let Record::Price(p) = record {
+                    floor.prices += 1;
+                    floor.hermes_prices += u64::from(p.source == PriceSource::Hermes);
+                }
+            }
             records.clear();
         }
     }
@@ -193,7 +200,7 @@ fn replay_in_child(
     workers: usize,
 ) -> anyhow::Result<serde_json::Value> {
     let exe = std::env::current_exe()?;
-    let output = Command::new(exe)
+    let mut child = Command::new(exe)
         .arg("replay")
         .arg(recording)
         .arg("--out")
@@ -202,13 +209,56 @@ fn replay_in_child(
         .arg(workers.to_string())
         .arg("--json")
         .env("RUST_LOG", "warn")
-        .output()?;
-    if !output.status.success() {
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    // Drained on their own threads, so a chatty child never blocks on a full pipe.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    // Resident memory over the run: it should stay flat, whatever the recording's length.
+    let mut rss_samples = Vec::new();
+    let status = loop {
+        // Sleep first: right after the spawn the child is still loading.
+        std::thread::sleep(Duration::from_millis(100));
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if let Some(mb) = resident_mb(child.id()) {
+            rss_samples.push(mb);
+        }
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    if !status.success() {
         anyhow::bail!(
             "replay with {workers} workers failed: {}",
-            String::from_utf8_lossy(&output.stderr)
+            String::from_utf8_lossy(&stderr)
         );
     }
+    let output = std::process::Output {
+        status,
+        stdout,
+        stderr,
+    };
     let report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
     Ok(json!({
         "price_updates_per_sec": report["price_updates_per_sec"],
@@ -216,8 +266,34 @@ fn replay_in_child(
         "mb_per_sec": report["mb_per_sec"],
         "elapsed_secs": report["elapsed_secs"],
         "peak_rss_mb": report["peak_rss_mb"],
+        "rss_mb_by_quarter": by_quarter(&rss_samples),
         "events": report["events"],
     }))
+}
+
+/// A process's resident set in MB, from the kernel (`VmRSS`); `None` where there is no /proc.
+fn resident_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+/// The samples at the end of each quarter of the run: flat memory gives four close values.
+fn by_quarter(samples: &[f64]) -> Vec<f64> {
+    if samples.is_empty() {
+        return Vec::new();
+    }
+    (1..=4)
+        .map(|q| samples[(samples.len() * q / 4).saturating_sub(1)])
+        .map(|mb| (mb * 10.0).round() / 10.0)
+        .collect()
 }
 
 fn print_table(result: &serde_json::Value) {
@@ -232,6 +308,11 @@ fn print_table(result: &serde_json::Value) {
         result["price_updates"],
         result["envelopes"],
         num(&result["bytes"]) / 1e6
+    );
+    println!(
+        "Hermes updates   {} ({:.1} % of the price updates)",
+        result["hermes_price_updates"],
+        100.0 * num(&result["hermes_price_updates"]) / num(&result["price_updates"]).max(1.0)
     );
     println!(
         "{:<16} {:>16} {:>14} {:>10} {:>10} {:>9}",
@@ -257,6 +338,17 @@ fn print_table(result: &serde_json::Value) {
                 num(&w["price_updates_per_sec"]) / num(&floor["price_updates_per_sec"]).max(1e-9),
                 num(&w["peak_rss_mb"])
             );
+        }
+        for (n, w) in workers {
+            if let Some(quarters) = w["rss_mb_by_quarter"].as_array() {
+                let shown: Vec<String> =
+                    quarters.iter().map(|q| format!("{:.0}M", num(q))).collect();
+                println!(
+                    "{:<16} resident at the end of each quarter of the run: {}",
+                    format!("{n} worker(s)"),
+                    shown.join(" ")
+                );
+            }
         }
     }
 }

@@ -268,15 +268,12 @@ impl DebounceConfig {
                 "must be at least 1000 (publish times are in seconds)".into(),
             ));
         }
-        for p in [
-            &self.min_price_change_percent,
-            &self.confidence_ratio_percent,
+        for (key, p) in [
+            ("min_price_change_percent", &self.min_price_change_percent),
+            ("confidence_ratio_percent", &self.confidence_ratio_percent),
         ] {
             if p.is_negative() {
-                return Err((
-                    "min_price_change_percent",
-                    "percentages must not be negative".into(),
-                ));
+                return Err((key, "percentages must not be negative".into()));
             }
         }
         let mut ids = std::collections::BTreeSet::new();
@@ -291,6 +288,27 @@ impl DebounceConfig {
             }
             if !aliases.insert(feed.alias.clone()) {
                 return Err(("feeds", format!("alias {:?} is listed twice", feed.alias)));
+            }
+            // A negative threshold would make the rule say YES on every price.
+            let early = feed.early_update.as_ref();
+            for (name, p) in [
+                ("price_deviation", feed.price_deviation.as_ref()),
+                ("confidence_ratio", feed.confidence_ratio.as_ref()),
+                (
+                    "early_update.price_deviation",
+                    early.and_then(|e| e.price_deviation.as_ref()),
+                ),
+                (
+                    "early_update.confidence_ratio",
+                    early.and_then(|e| e.confidence_ratio.as_ref()),
+                ),
+            ] {
+                if p.is_some_and(Percent::is_negative) {
+                    return Err((
+                        "feeds",
+                        format!("{}: {name} must not be negative", feed.alias),
+                    ));
+                }
             }
         }
         Ok(())
