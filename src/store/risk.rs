@@ -1,5 +1,9 @@
-//! The paper portfolio in the store: one JSON record under `portfolio` in [`Tree::Risk`], so a
-//! live restart continues with the same cash, positions, peak equity and tier.
+//! The paper portfolio in the store: one JSON record under `portfolio` in [`Tree::Risk`], the
+//! latest cash, positions, peak equity and tier, for operators and tools to read.
+//!
+//! A run does not resume from it: every run starts from `risk.initial_capital`, because a run's
+//! journal must be what a replay of its recording gives, and the recording starts empty. The
+//! record round-trips exactly (`Portfolio::from_record`), so a tool can pick a portfolio up.
 //!
 //! Amounts are [`Fixed`] decimal strings, exact. Assets keep their serde form (`{"Named":"SOL"}`)
 //! rather than their display form, because the display form does not always parse back
