@@ -992,6 +992,46 @@ proptest! {
         check_everywhere(endpoint, &context, &raw)?;
     }
 
+    /// Whatever parser a payload goes through, a field given a value of the wrong type either
+    /// costs nothing or is reported: good records are never lost silently. (`null` and `[]`
+    /// are left out: many fields are nullable, and an empty list of items is a valid answer.)
+    #[test]
+    fn wrong_types_never_drop_good_records_silently((endpoint, context, doc) in json_entry(), node in any::<Index>(), pick in any::<usize>()) {
+        let good = |records: &[Record]| -> usize {
+            records
+                .iter()
+                .map(|r| match r {
+                    Record::Boosts(b) => b.entries.len(),
+                    Record::Invalid(_) => 0,
+                    _ => 1,
+                })
+                .sum()
+        };
+        let before = good(&parse_bytes(endpoint, &context, &serde_json::to_vec(&doc).unwrap()));
+        let mut all = Vec::new();
+        pointers(&doc, String::new(), &mut all);
+        let pointer = &all[node.index(all.len())];
+        let mut changed = doc.clone();
+        if let Some(target) = changed.pointer_mut(pointer) {
+            let allowed = |v: &Value| !v.is_null() && *v != Value::Array(Vec::new());
+            let Some(replacement) = (0..3).map(|k| other_kind(target, pick + k)).find(allowed)
+            else {
+                return Ok(());
+            };
+            *target = replacement;
+        }
+        let out = check(endpoint, &context, &serde_json::to_vec(&changed).unwrap())?;
+        let reported = out.iter().any(|r| matches!(r, Record::Invalid(_)));
+        prop_assert!(
+            good(&out) >= before || reported,
+            "{:?} lost {} good record(s) silently when {} became {}",
+            endpoint,
+            before - good(&out),
+            pointer,
+            changed.pointer(pointer).map(|v| v.to_string()).unwrap_or_default()
+        );
+    }
+
     /// One broken feed never costs the others their ticks.
     #[test]
     fn one_bad_feed_spares_the_rest(broken in 0usize..3, node in any::<Index>(), pick in any::<usize>()) {

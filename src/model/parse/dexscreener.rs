@@ -91,11 +91,22 @@ fn boost_entry(i: usize, item: &RawValue) -> Result<BoostEntry, (String, Locatio
 /// The `/latest/dex/*` wrapper: `{schemaVersion, pairs: [...] | null, pair?}`.
 #[derive(Deserialize)]
 struct PairsObject<'a> {
-    #[serde(borrow)]
-    pairs: Option<Vec<&'a RawValue>>,
+    /// Outer `None`: no `pairs` field at all (not the API's shape); inner `None`: `null` (no
+    /// pairs found, a normal answer).
+    #[serde(borrow, default, deserialize_with = "present")]
+    pairs: Option<Option<Vec<&'a RawValue>>>,
     /// Legacy duplicate of `pairs[0]`, used only when `pairs` is missing.
     #[serde(borrow)]
     pair: Option<&'a RawValue>,
+}
+
+/// Marks a field as present (even when `null`), so that a missing one can be told apart.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// A pair, as far as pricing its base token needs it.
@@ -150,12 +161,23 @@ pub fn parse_pairs(env: &Envelope, ctx: &ParseContext<'_>, out: &mut Vec<Record>
     let (items, prefix): (Vec<&RawValue>, &str) = if first_byte(&env.raw) == Some(b'{') {
         match decode::<PairsObject<'_>>(&env.raw) {
             Ok(PairsObject {
-                pairs: Some(pairs), ..
+                pairs: Some(Some(pairs)),
+                ..
             }) => (pairs, "pairs"),
             Ok(PairsObject {
                 pair: Some(pair), ..
             }) => (vec![pair], "pair"),
-            Ok(_) => (Vec::new(), ""),
+            Ok(PairsObject {
+                pairs: Some(None), ..
+            }) => (Vec::new(), ""),
+            Ok(PairsObject { pairs: None, .. }) => {
+                out.push(invalid(
+                    env,
+                    "an object without `pairs`: not a pairs response",
+                    Location::Path("pairs".into()),
+                ));
+                return;
+            }
             Err(err) => {
                 out.push(invalid(env, err.reason(), err.location("")));
                 return;
