@@ -8,8 +8,8 @@ use sluice::config::{DebounceConfig, Percent, UnlistedFeeds};
 use sluice::dataflow::debounce::{DebounceTiming, FeedTarget, FeedTick, debounce};
 use sluice::model::{Decimal, FeedId};
 use sluice::ops::debounce::{
-    BatchEntry, Decision, EarlyThresholds, FeedRules, FeedState, PushBatch, Quote, Reason,
-    SourcePrice, Thresholds, WindowSchedule, should_update,
+    BatchEntry, Decision, EarlyThresholds, FeedRules, PushBatch, Quote, Reason, SourcePrice,
+    Thresholds, should_update,
 };
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::{Input, Inspect, Probe};
@@ -233,6 +233,66 @@ fn inputs() -> impl Strategy<Value = Vec<Event>> {
     })
 }
 
+/// One feed as the issue states it, written out here without the operator's types: the
+/// latest source price (never backwards, none older than `max_staleness`), the last chain
+/// read (never backwards) and the last batch, which counts until a read shows it landed or a
+/// read after its receipt deadline shows it did not.
+#[derive(Default)]
+struct NaiveFeed {
+    source: Option<SourcePrice>,
+    chain: Option<Quote>,
+    /// The pushed quote and its receipt deadline.
+    pushed: Option<(Quote, u64)>,
+}
+
+impl NaiveFeed {
+    fn offer(&mut self, price: SourcePrice, now_ms: u64, max_staleness_ms: u64) {
+        if price.quote.publish_time * 1000 < now_ms as i64 - max_staleness_ms as i64 {
+            return;
+        }
+        let order = |q: &Quote| (q.publish_time, q.price, q.conf);
+        if self
+            .source
+            .as_ref()
+            .is_some_and(|s| order(&price.quote) <= order(&s.quote))
+        {
+            return;
+        }
+        self.source = Some(price);
+    }
+
+    fn observe(&mut self, read: Option<Quote>, now_ms: u64) {
+        if let Some(q) = read
+            && self.chain.is_none_or(|c| q.publish_time >= c.publish_time)
+        {
+            self.chain = Some(q);
+        }
+        if let Some((quote, deadline)) = self.pushed {
+            let landed = self
+                .chain
+                .is_some_and(|c| c.publish_time >= quote.publish_time);
+            if landed || now_ms >= deadline {
+                self.pushed = None;
+            }
+        }
+    }
+
+    fn target(&self) -> Option<Quote> {
+        match (self.chain, self.pushed) {
+            (Some(c), Some((p, _))) if p.publish_time > c.publish_time => Some(p),
+            (Some(c), _) => Some(c),
+            (None, pushed) => pushed.map(|(p, _)| p),
+        }
+    }
+
+    fn decide(&self, rule: &Thresholds) -> Decision {
+        match &self.source {
+            Some(s) => should_update(rule, &s.quote, self.target().as_ref()),
+            None => Decision::No,
+        }
+    }
+}
+
 /// The semantics in a plain loop: time by time, one worker, no notices.
 fn naive(inputs: &[Event], config: &DebounceConfig, final_watermark: u64) -> Vec<(u64, PushBatch)> {
     let rules = FeedRules::from_config(config);
@@ -241,8 +301,10 @@ fn naive(inputs: &[Event], config: &DebounceConfig, final_watermark: u64) -> Vec
         by_time.entry(input.time()).or_default().push(input.clone());
     }
     let mut times: BTreeSet<u64> = by_time.keys().copied().collect();
-    let mut feeds: BTreeMap<FeedId, FeedState> = BTreeMap::new();
-    let mut windows = WindowSchedule::new(config.debounce_ms);
+    let mut feeds: BTreeMap<FeedId, NaiveFeed> = BTreeMap::new();
+    // The open window's end, if one is open, and the ends still to come.
+    let mut open_until: Option<u64> = None;
+    let mut closes: BTreeSet<u64> = BTreeSet::new();
     let mut commits: BTreeMap<u64, Vec<BatchEntry>> = BTreeMap::new();
     let mut out = Vec::new();
     let mut batches = 0;
@@ -258,15 +320,12 @@ fn naive(inputs: &[Event], config: &DebounceConfig, final_watermark: u64) -> Vec
                     expo: e.expo,
                     publish_time: e.publish_time,
                 };
-                feeds
-                    .get_mut(&e.id)
-                    .unwrap()
-                    .pushed(quote, t, config.receipt_timeout_ms);
+                feeds.get_mut(&e.id).unwrap().pushed = Some((quote, t + config.receipt_timeout_ms));
             }
             batches += 1;
             out.push((t, PushBatch::new(batches, entries)));
         }
-        if windows.take_close(t) {
+        if closes.remove(&t) {
             let mut entries = Vec::new();
             let mut any_yes = false;
             for (id, state) in &feeds {
@@ -279,7 +338,7 @@ fn naive(inputs: &[Event], config: &DebounceConfig, final_watermark: u64) -> Vec
                     Decision::Early => Reason::Early,
                     Decision::No => continue,
                 };
-                let s = state.source().unwrap();
+                let s = state.source.as_ref().unwrap();
                 entries.push(BatchEntry {
                     id: *id,
                     price: s.quote.price,
@@ -330,7 +389,11 @@ fn naive(inputs: &[Event], config: &DebounceConfig, final_watermark: u64) -> Vec
         let yes = changed
             .iter()
             .any(|id| matches!(feeds[id].decide(rules.get(id).unwrap()), Decision::Yes(_)));
-        if yes && let Some(close) = windows.on_yes(t) {
+        // The first YES outside an open window opens one.
+        if yes && open_until.is_none_or(|end| t >= end) {
+            let close = t + config.debounce_ms;
+            open_until = Some(close);
+            closes.insert(close);
             times.insert(close);
         }
     }
