@@ -731,14 +731,211 @@ async fn the_observer_source_emits_chain_read_envelopes_the_parser_reads() {
         Some((100, 1_000))
     );
     assert_eq!(targets[1].price, None);
-    // The sink takes chain reads as targets: nothing older is pushed again.
-    sink.on_target(targets[0]);
+    // The sink takes chain reads as targets: nothing older is pushed again. A keeper that did
+    // not push BTC itself (no store) learns it from the read alone.
+    let mut other = ChainSink::open(&config, None, false).await.unwrap();
+    assert_eq!(other.keeper().known(&BTC), None);
+    for target in &targets {
+        other.on_target(target);
+    }
+    assert_eq!(other.keeper().known(&BTC), Some(1_000));
+    assert_eq!(other.keeper().known(&ETH), None, "not found is unknown");
+    let nonce_before = nonce(&anvil.url, KEY_1).await;
+    for (n, t) in [(2, 999), (3, 1_000)] {
+        let events = other.on_batch(&batch(n, &[(BTC, 100, t)]), now).await;
+        assert_eq!(
+            events,
+            [SinkEvent::TxSkipped {
+                batches: vec![n],
+                reason: SkipReason::AlreadyPushed
+            }],
+            "publish time {t}: skipped by the keeper, before any simulation"
+        );
+    }
+    // A newer one goes through.
+    let events = other.on_batch(&batch(4, &[(BTC, 101, 1_001)]), now).await;
+    assert!(
+        matches!(&events[..], [SinkEvent::TxSubmitted { ids, .. }] if ids == &[BTC]),
+        "{events:?}"
+    );
+    assert_eq!(nonce(&anvil.url, KEY_1).await, nonce_before + 1);
+}
+
+/// A feed never pushed reads as `PriceFeedNotFound` on MockPyth; the chain source's envelope
+/// parses to a target without a price, and the debounce operator, given that target and then
+/// a source price, puts the feed in a push batch as `initial`. A feed found on chain with the
+/// same price is not `initial` (at most it joins the batch early).
+#[test]
+fn a_feed_not_found_on_chain_is_pushed_as_initial() {
+    use std::sync::{Arc, Mutex};
+
+    use sluice::config::UnlistedFeeds;
+    use sluice::dataflow::debounce::{DebounceTiming, FeedTarget, FeedTick, debounce};
+    use sluice::model::parse::{ParseContext, parse_envelope};
+    use sluice::model::{AssetMap, Ingest, Record, Source};
+    use sluice::ops::debounce::{FeedRules, Quote};
+    use sluice::sources::chain::ChainSource;
+    use sluice::sources::{LiveClock, SourceRegistry};
+    use timely::container::CapacityContainerBuilder;
+    use timely::dataflow::operators::{Input, Inspect, Probe};
+    use timely::dataflow::{InputHandle, ProbeHandle};
+
+    const PRICE: i64 = 200_000_000;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let anvil = Anvil::start(&[]);
+    let contract = rt.block_on(deploy_mock_pyth(&anvil.url, 60, FEE));
+    // ETH is on chain; BTC never was.
+    rt.block_on(async {
+        IPyth::new(contract, wallet_provider(&anvil.url, KEY_1))
+            .updatePriceFeeds(vec![Bytes::from(update(ETH, PRICE, 1_000).encode())])
+            .value(U256::from(FEE))
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap();
+    });
+    // One round of the chain source, as a live run reads it.
+    let clock = LiveClock::new(10, std::time::Duration::from_millis(250), None);
+    let (emitter, rx, _) = clock.attach(Source::Chain);
+    let client = rt
+        .block_on(ChainClient::connect(std::slice::from_ref(&anvil.url)))
+        .unwrap();
+    let source = ChainSource::new(
+        client,
+        contract.0.0,
+        vec![BTC, ETH],
+        std::time::Duration::from_millis(100),
+        emitter,
+        SourceRegistry::default(),
+    );
+    assert!(rt.block_on(source.poll_once()).is_some());
+    let env = rx
+        .try_iter()
+        .find_map(|i| match i {
+            Ingest::Envelope(e) => Some(e),
+            Ingest::Watermark(_) => None,
+        })
+        .expect("a chain-read envelope");
+    assert!(
+        std::str::from_utf8(&env.raw)
+            .unwrap()
+            .contains("PriceFeedNotFound")
+    );
+    let assets = AssetMap::default();
+    let ctx = ParseContext {
+        assets: &assets,
+        max_future_skew_ms: 5_000,
+    };
+    let mut records = Vec::new();
+    parse_envelope(&env, &ctx, &mut records);
+    let targets: Vec<_> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Target(t) => Some(t.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(targets.len(), 2, "{records:?}");
+    assert_eq!(targets[0].feed, BTC);
+    assert_eq!(targets[0].price, None, "not found: no price");
+    assert!(targets[1].price.is_some());
+    // What the dataflow hands the debounce (as `dataflow::graph` maps a chain target).
+    let reads: Vec<FeedTarget> = targets
+        .iter()
+        .map(|t| FeedTarget {
+            feed: t.feed,
+            price: t.price.map(Quote::from),
+        })
+        .collect();
+
+    let mut config = Config::load(None, &[]).unwrap().debounce;
+    config.unlisted_feeds = UnlistedFeeds::Defaults;
+    config.feeds.clear();
+    let rules = Arc::new(FeedRules::from_config(&config));
+    let timing = DebounceTiming {
+        debounce_ms: config.debounce_ms,
+        receipt_timeout_ms: config.receipt_timeout_ms,
+        max_staleness_ms: config.max_staleness_secs * 1000,
+        tick_ms: 10,
+    };
+    // The read at 1 000 000 ms, the source prices (publish time 1 001 s) a second later.
+    let (read_at, price_at, end) = (1_000_000u64, 1_001_000u64, 2_000_000u64);
+    let tick = |feed: FeedId| FeedTick {
+        feed,
+        quote: Quote {
+            price: PRICE,
+            conf: 10,
+            expo: -8,
+            publish_time: 1_001,
+        },
+        update_data: None,
+    };
+    let ticks = vec![tick(BTC), tick(ETH)];
+    let out: Arc<Mutex<Vec<PushBatch>>> = Arc::default();
+    let sink = Arc::clone(&out);
+    timely::execute(timely::Config::thread(), move |worker| {
+        let mut prices: InputHandle<u64, CapacityContainerBuilder<Vec<FeedTick>>> =
+            InputHandle::new();
+        let mut chain: InputHandle<u64, CapacityContainerBuilder<Vec<FeedTarget>>> =
+            InputHandle::new();
+        let probe = ProbeHandle::new();
+        let sink = Arc::clone(&sink);
+        let rules = Arc::clone(&rules);
+        worker.dataflow::<u64, _, _>(|scope| {
+            debounce(
+                scope.input_from(&mut prices),
+                scope.input_from(&mut chain),
+                rules,
+                timing,
+            )
+            .inspect(move |b| sink.lock().unwrap().push(b.clone()))
+            .probe_with(&probe);
+        });
+        prices.advance_to(read_at);
+        chain.advance_to(read_at);
+        for read in &reads {
+            chain.send(read.clone());
+        }
+        prices.advance_to(price_at);
+        chain.advance_to(price_at);
+        worker.step_while(|| probe.less_than(&price_at));
+        for t in &ticks {
+            prices.send(t.clone());
+        }
+        prices.advance_to(end);
+        chain.advance_to(end);
+        worker.step_while(|| probe.less_than(&end));
+    })
+    .unwrap();
+    let batches = out.lock().unwrap().clone();
+    assert_eq!(batches.len(), 1, "{batches:#?}");
+    let btc = batches[0].feeds.iter().find(|f| f.id == BTC).unwrap();
+    assert_eq!(btc.reason, Reason::Initial);
+    assert_eq!((btc.price, btc.publish_time), (PRICE, 1_001));
+    let line = serde_json::to_value(&batches[0]).unwrap();
+    assert!(
+        line["feeds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["id"] == BTC.to_string() && f["reason"] == "initial"),
+        "{line}"
+    );
+    assert!(
+        batches[0]
+            .feeds
+            .iter()
+            .all(|f| f.id != ETH || f.reason != Reason::Initial),
+        "{batches:#?}"
+    );
 }
 
 /// `sluice run` in send mode against the venue (Hermes, `update_data = "stream"`) and anvil
 /// (observer and sink): every feed ends up holding the price and publish time of its last
-/// confirmed push, the fee was paid for exactly the confirmed transactions, and no publish
-/// time was sent twice.
+/// push batch in the journal (or of the forced push that superseded it), the fee was paid for
+/// exactly the confirmed transactions, and no publish time was sent twice.
 #[test]
 fn a_live_run_pushes_its_batches_to_the_chain() {
     use std::collections::{BTreeMap, BTreeSet};
@@ -902,42 +1099,82 @@ sinks = ["journal", "chain"]"#,
         .sum();
     let on_chain_fees = rt.block_on(balance(&anvil.url, contract));
     assert_eq!(on_chain_fees, U256::from(paid));
-    // Every feed holds its last confirmed push.
-    // Every feed holds its last confirmed push (a forced push, batch 0, is not in the journal:
-    // its publish times come from the keeper's record, its prices are not checked).
-    let mut last: BTreeMap<String, (i64, Option<i64>)> = BTreeMap::new();
-    for v in &confirmed {
-        let submitted = keeper
-            .iter()
-            .find(|s| kind(s) == "tx_submitted" && s["batches"] == v["batches"])
-            .unwrap();
-        let ids = submitted["ids"].as_array().unwrap();
-        let times = submitted["publish_times"].as_array().unwrap();
-        for (id, t) in ids.iter().zip(times) {
-            let id = id.as_str().unwrap().to_owned();
-            let pt = t.as_i64().unwrap();
-            let price = v["batches"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter_map(|b| batches.iter().find(|p| &p["batch"] == b))
-                .flat_map(|p| p["feeds"].as_array().unwrap().iter())
-                .find(|f| f["id"] == id.as_str() && f["publish_time"] == pt)
-                .map(|f| f["price"].as_i64().unwrap());
-            if last.get(&id).is_none_or(|(t, _)| pt > *t) {
-                last.insert(id, (pt, price));
-            }
+    // Every feed holds the price and publish time of its last push batch in the journal, or,
+    // when the chain holds a newer one, that push batch was superseded by the keeper's forced
+    // push (batch 0, not a journaled push batch), whose price is the one its confirmed
+    // transaction carried.
+    let mut last: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for b in &batches {
+        for f in b["feeds"].as_array().unwrap() {
+            last.insert(
+                f["id"].as_str().unwrap().to_owned(),
+                (
+                    f["price"].as_i64().unwrap(),
+                    f["publish_time"].as_i64().unwrap(),
+                ),
+            );
         }
     }
-    for (id, (pt, price)) in &last {
-        let id: FeedId = id.parse().unwrap();
-        let p = rt
-            .block_on(price_on_chain(&anvil.url, contract, id))
-            .unwrap();
-        assert_eq!(p.publishTime, U256::from(*pt as u64), "{id}");
-        if let Some(price) = price {
-            assert_eq!(p.price, *price, "{id}");
+    assert!(!last.is_empty());
+    let chain = provider(&anvil.url);
+    for (id, (price, pt)) in &last {
+        let feed: FeedId = id.parse().unwrap();
+        let on_chain = rt
+            .block_on(price_on_chain(&anvil.url, contract, feed))
+            .unwrap_or_else(|| panic!("{id} never reached the chain"));
+        let chain_pt = i64::try_from(on_chain.publishTime).unwrap();
+        assert!(
+            chain_pt >= *pt,
+            "{id}: the chain holds {chain_pt}, its last push batch {pt}: {keeper:#?}"
+        );
+        if chain_pt == *pt {
+            assert_eq!(on_chain.price, *price, "{id} at {pt}");
+            continue;
         }
+        // Superseded: a confirmed transaction carrying this feed at the chain's publish time
+        // pushed a forced batch, and carried the chain's price.
+        let carrier = confirmed
+            .iter()
+            .find_map(|c| {
+                let submitted = keeper.iter().find(|s| {
+                    kind(s) == "tx_submitted"
+                        && s["batches"] == c["batches"]
+                        && s["ids"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .zip(s["publish_times"].as_array().unwrap())
+                            .any(|(i, t)| i == id.as_str() && t.as_i64() == Some(chain_pt))
+                })?;
+                Some((c, submitted))
+            })
+            .unwrap_or_else(|| {
+                panic!("{id}: on chain at {chain_pt}, pushed by no confirmed transaction")
+            });
+        assert!(
+            carrier.1["batches"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!(0)),
+            "{id} superseded by a transaction without the forced batch: {}",
+            carrier.1
+        );
+        let tx: serde_json::Value = rt
+            .block_on(chain.raw_request(
+                "eth_getTransactionByHash".into(),
+                (carrier.0["hash"].clone(),),
+            ))
+            .unwrap();
+        let input = hex::decode(tx["input"].as_str().unwrap().trim_start_matches("0x")).unwrap();
+        use alloy::sol_types::SolCall;
+        let call = IPyth::updatePriceFeedsIfNecessaryCall::abi_decode(&input).unwrap();
+        let sent = call
+            .updateData
+            .iter()
+            .filter_map(|d| MockUpdate::decode(d))
+            .find(|u| u.id == feed.0 && u.publish_time == chain_pt as u64)
+            .unwrap_or_else(|| panic!("{id}: no update data at {chain_pt} in {}", tx["hash"]));
+        assert_eq!(on_chain.price, sent.price, "{id} at {chain_pt}");
     }
     rt.block_on(venue.shutdown());
 
@@ -978,14 +1215,116 @@ sinks = ["journal", "chain"]"#,
     );
 }
 
+/// What one keeper paid on anvil: transactions confirmed, gas used, and the total fee (gas ×
+/// effective gas price + update fees, from the receipts' `fee_paid`), in wei.
+#[derive(Debug, Default)]
+struct Paid {
+    transactions: u64,
+    gas: u64,
+    total_fee: u128,
+}
+
+/// Sends `batches` one by one through a fresh sink to a fresh anvil and MockPyth (base fee 0,
+/// so every transaction pays the node's 1 gwei tip per gas, whatever the number of blocks
+/// before it), each confirmed before the next. Returns what was paid, the update fees the
+/// contract collected, and each submission's latency from `on_batch` to accepted by anvil.
+fn send_all(
+    rt: &tokio::runtime::Runtime,
+    batches: &[PushBatch],
+) -> (Paid, U256, Vec<std::time::Duration>) {
+    let anvil = Anvil::start(&["--base-fee", "0"]);
+    let contract = rt.block_on(deploy_mock_pyth(&anvil.url, 60, FEE));
+    let config = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
+    let (paid, latencies) = rt.block_on(async {
+        let mut sink = ChainSink::open(&config, None, false).await.unwrap();
+        let mut paid = Paid::default();
+        let mut latencies = Vec::new();
+        let mut now = 0;
+        for batch in batches {
+            now += 1_000;
+            let started = std::time::Instant::now();
+            let events = sink.on_batch(batch, now).await;
+            if matches!(&events[..], [SinkEvent::TxSubmitted { .. }]) {
+                latencies.push(started.elapsed());
+                let SinkEvent::TxConfirmed {
+                    gas_used, fee_paid, ..
+                } = tick_until(&mut sink, &mut now, is_confirmed).await
+                else {
+                    unreachable!()
+                };
+                paid.transactions += 1;
+                paid.gas += gas_used;
+                paid.total_fee += fee_paid.parse::<u128>().unwrap();
+            }
+        }
+        (paid, latencies)
+    });
+    let fees = rt.block_on(balance(&anvil.url, contract));
+    (paid, fees, latencies)
+}
+
+/// Sends `batches` the naive way, to a fresh anvil and MockPyth like [`send_all`]'s: each one
+/// `updatePriceFeeds` of all its update data, whatever is already on chain (so every update
+/// is paid for), at the gas price the sink pays there (1 gwei), each mined before the next.
+fn send_naive(rt: &tokio::runtime::Runtime, batches: &[PushBatch]) -> (Paid, U256) {
+    use alloy::network::TransactionBuilder;
+    use alloy::rpc::types::TransactionRequest;
+    use alloy::sol_types::SolCall;
+
+    const GWEI: u128 = 1_000_000_000;
+    let anvil = Anvil::start(&["--base-fee", "0"]);
+    let contract = rt.block_on(deploy_mock_pyth(&anvil.url, 60, FEE));
+    let paid = rt.block_on(async {
+        let wallet = wallet_provider(&anvil.url, KEY_1);
+        let mut paid = Paid::default();
+        for batch in batches {
+            let data: Vec<Bytes> = batch
+                .update_data
+                .iter()
+                .map(|h| Bytes::from(hex::decode(h).unwrap()))
+                .collect();
+            let value = U256::from(data.len() as u64 * FEE);
+            let call = IPyth::updatePriceFeedsCall { updateData: data };
+            let tx = TransactionRequest::default()
+                .with_to(contract)
+                .with_input(call.abi_encode())
+                .with_value(value)
+                .with_max_fee_per_gas(GWEI)
+                .with_max_priority_fee_per_gas(GWEI);
+            let hash = *wallet.send_transaction(tx).await.unwrap().tx_hash();
+            // anvil mines on send; no need to wait for the next poll of a pending transaction.
+            let receipt = loop {
+                if let Some(r) = wallet.get_transaction_receipt(hash).await.unwrap() {
+                    break r;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            };
+            assert!(receipt.status(), "a naive push reverted");
+            assert_eq!(receipt.effective_gas_price, GWEI);
+            paid.transactions += 1;
+            paid.gas += receipt.gas_used;
+            paid.total_fee += u128::from(receipt.gas_used) * receipt.effective_gas_price
+                + u128::try_from(value).unwrap();
+        }
+        paid
+    });
+    let fees = rt.block_on(balance(&anvil.url, contract));
+    (paid, fees)
+}
+
 /// The saving the debounce buys, and the sink's latency: a synthetic recording replayed
 /// through the debounce, its push batches sent to anvil one by one, against a naive keeper
-/// that pushes every Hermes update of the same feeds (one transaction per stream event).
-/// `SLUICE_KEEPER_BENCH_MINUTES` sets the recording's length (default 3).
+/// that pushes every Hermes update of the same feeds (one `updatePriceFeeds` transaction per
+/// stream event, every update paid for), sent to a node of its own. Both pay gas at the same
+/// price (anvil with base fee 0: the 1 gwei tip), so the totals compare transactions, not fee
+/// markets.
+///
+/// `SLUICE_KEEPER_BENCH_MINUTES` sets the recording's length and sends every naive
+/// transaction; without it (3 minutes) an evenly spaced sample of the naive transactions is
+/// sent, and the naive gas and total fee are extrapolated from it (and labelled so).
 #[test]
 fn debounced_pushes_cost_less_than_pushing_every_update() {
     use std::collections::BTreeSet;
-    use std::time::Instant;
 
     use sluice::config::Pipeline;
     use sluice::dataflow::graph::Wiring;
@@ -994,10 +1333,13 @@ fn debounced_pushes_cost_less_than_pushing_every_update() {
     use sluice::model::{AssetMap, Endpoint, Instrument, Record};
     use sluice::record::{Codec, Item, RecordingReader};
 
-    let minutes: u32 = std::env::var("SLUICE_KEEPER_BENCH_MINUTES")
+    /// Naive transactions sent in the default (short) run; the rest are extrapolated.
+    const NAIVE_SAMPLE: usize = 40;
+
+    let heavy: Option<u32> = std::env::var("SLUICE_KEEPER_BENCH_MINUTES")
         .ok()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(3);
+        .and_then(|m| m.parse().ok());
+    let minutes = heavy.unwrap_or(3);
     let dir = tempfile::tempdir().unwrap();
     let recording = dir.path().join("synth.rec");
     let opts = sluice::synth::SynthOptions {
@@ -1016,9 +1358,10 @@ fn debounced_pushes_cost_less_than_pushing_every_update() {
         .map(|f| f.id.parse().unwrap())
         .collect();
 
-    // Naive: every stream event carrying any of the feeds is a transaction, every update of
-    // them an update fee.
-    let (mut naive_txs, mut naive_updates) = (0u64, 0u64);
+    // Naive: every stream event carrying any of the feeds is a transaction of all of them,
+    // every update of them an update fee.
+    let mut naive: Vec<PushBatch> = Vec::new();
+    let mut naive_updates = 0u64;
     let mut reader = RecordingReader::open(&recording).unwrap();
     let assets = AssetMap::default();
     let ctx = ParseContext {
@@ -1032,15 +1375,30 @@ fn debounced_pushes_cost_less_than_pushing_every_update() {
         }
         let mut out = Vec::new();
         parse_envelope(&env, &ctx, &mut out);
-        let n = out
+        let entries: Vec<BatchEntry> = out
             .iter()
-            .filter(|r| matches!(r, Record::Price(t) if matches!(&t.instrument, Instrument::Feed(id) if feeds.contains(id))))
-            .count() as u64;
-        if n > 0 {
-            naive_txs += 1;
-            naive_updates += n;
+            .filter_map(|r| match r {
+                Record::Price(t) => match &t.instrument {
+                    Instrument::Feed(id) if feeds.contains(id) => Some(BatchEntry {
+                        id: *id,
+                        price: t.price.mantissa,
+                        conf: t.conf,
+                        expo: t.price.expo,
+                        publish_time: t.publish_ms.div_euclid(1000),
+                        reason: Reason::Heartbeat,
+                        update_data: t.update_data.clone(),
+                    }),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        if !entries.is_empty() {
+            naive_updates += entries.len() as u64;
+            naive.push(PushBatch::new(naive.len() as u64 + 1, entries));
         }
     }
+    let naive_txs = naive.len() as u64;
 
     // Debounced: the replay's push batches.
     let pipeline = Pipeline::parse(
@@ -1072,46 +1430,60 @@ sinks = ["journal"]"#,
     assert!(!batches.is_empty());
 
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let anvil = Anvil::start(&[]);
-    let contract = rt.block_on(deploy_mock_pyth(&anvil.url, 60, FEE));
-    let config = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
-    let (latencies, confirmed, gas) = rt.block_on(async {
-        let mut sink = ChainSink::open(&config, None, false).await.unwrap();
-        let mut latencies = Vec::new();
-        let (mut confirmed, mut gas) = (0u64, 0u64);
-        let mut now = 0;
-        for batch in &batches {
-            now += 1_000;
-            let started = Instant::now();
-            let events = sink.on_batch(batch, now).await;
-            if matches!(&events[..], [SinkEvent::TxSubmitted { .. }]) {
-                latencies.push(started.elapsed());
-                let SinkEvent::TxConfirmed { gas_used, .. } =
-                    tick_until(&mut sink, &mut now, is_confirmed).await
-                else {
-                    unreachable!()
-                };
-                confirmed += 1;
-                gas += gas_used;
-            }
-        }
-        (latencies, confirmed, gas)
-    });
-    let fees = rt.block_on(balance(&anvil.url, contract));
+    let (debounced, fees, latencies) = send_all(&rt, &batches);
+    assert_eq!(
+        debounced.total_fee,
+        u128::from(debounced.gas) * 1_000_000_000 + u128::try_from(fees).unwrap(),
+        "total = gas × 1 gwei + update fees"
+    );
+    // Naive: every transaction, or an evenly spaced sample in recording order.
+    let sample: Vec<PushBatch> = if heavy.is_some() || naive.len() <= NAIVE_SAMPLE {
+        naive.clone()
+    } else {
+        (0..NAIVE_SAMPLE)
+            .map(|k| naive[k * naive.len() / NAIVE_SAMPLE].clone())
+            .collect()
+    };
+    let (sampled, sampled_fees) = send_naive(&rt, &sample);
+    assert_eq!(sampled.transactions, sample.len() as u64);
+    let sampled_updates: u64 = sample.iter().map(|b| b.update_data.len() as u64).sum();
+    assert_eq!(sampled_fees, U256::from(sampled_updates * FEE));
+    // Extrapolated to every naive transaction (exact when all were sent).
+    let scale = |x: u128| x * u128::from(naive_txs) / u128::from(sampled.transactions);
+    let naive_gas = scale(u128::from(sampled.gas));
+    let naive_total = scale(sampled.total_fee);
+    let how = if sample.len() == naive.len() {
+        "all sent".to_owned()
+    } else {
+        format!(
+            "gas and total extrapolated from {} of {naive_txs} sent",
+            sample.len()
+        )
+    };
     let mut sorted = latencies.clone();
     sorted.sort();
     let pct = |p: usize| sorted[(sorted.len() * p / 100).min(sorted.len() - 1)];
     eprintln!(
-        "keeper bench: {minutes} min, {} feeds pushed: {} push batches -> {confirmed} transactions, update fees {fees} wei, gas {gas}; \
-         naive: {naive_txs} transactions, update fees {} wei; push_batch -> accepted by anvil p50 {:?} p99 {:?}",
+        "keeper bench: {minutes} min, {} feeds pushed, gas at 1 gwei: \
+         debounced: {} push batches -> {} transactions, gas {}, update fees {fees} wei, total fee {} wei; \
+         naive: {naive_txs} transactions, {naive_updates} updates, update fees {} wei, gas {naive_gas}, total fee {naive_total} wei ({how}); \
+         push_batch -> accepted by anvil p50 {:?} p99 {:?}",
         feeds.len(),
         batches.len(),
+        debounced.transactions,
+        debounced.gas,
+        debounced.total_fee,
         naive_updates * FEE,
         pct(50),
         pct(99)
     );
-    assert!(confirmed > 0 && confirmed < naive_txs);
+    assert!(debounced.transactions > 0 && debounced.transactions < naive_txs);
     assert!(fees < U256::from(naive_updates * FEE));
+    assert!(
+        debounced.total_fee < naive_total,
+        "{} vs {naive_total}",
+        debounced.total_fee
+    );
 }
 
 #[tokio::test]
@@ -1378,6 +1750,129 @@ async fn a_transaction_stored_but_never_broadcast_is_sent_by_the_next_start() {
     );
     assert_eq!(nonce(&anvil.url, KEY_1).await, 1);
     assert_eq!(balance(&anvil.url, contract).await, U256::from(FEE));
+    let btc = price_on_chain(&anvil.url, contract, BTC).await.unwrap();
+    assert_eq!((btc.price, btc.publishTime), (100, U256::from(1_000)));
+    server.abort();
+}
+
+/// A signed transaction the keeper store cannot record is never broadcast: a restart would not
+/// know it and could pay again. The batch is journaled as failed with the reason, stays
+/// queued, and nothing is signed again until the retry pause is over.
+#[tokio::test]
+async fn a_transaction_the_store_cannot_record_is_not_broadcast() {
+    use sluice::chain::sink::STORE_RETRY_MS;
+
+    let anvil = Anvil::start(&[]);
+    let contract = deploy_mock_pyth(&anvil.url, 60, FEE).await;
+    let config = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new().path(dir.path()).open().unwrap();
+    let tree = db.open_tree("keeper").unwrap();
+    let mut sink = ChainSink::open(&config, Some(tree), false).await.unwrap();
+    // The tree goes away under the sink: every write to it fails from now on.
+    assert!(db.drop_tree("keeper").unwrap());
+    let events = sink.on_batch(&batch(1, &[(BTC, 100, 1_000)]), 0).await;
+    let failed: Vec<&String> = events
+        .iter()
+        .filter_map(|e| match e {
+            SinkEvent::TxFailed { batches, reason } if batches == &[1] => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed.len(), 1, "{events:?}");
+    assert!(
+        failed[0].starts_with("not broadcast: the signed transaction could not be recorded"),
+        "{}",
+        failed[0]
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, SinkEvent::TxSubmitted { .. })),
+        "{events:?}"
+    );
+    assert!(sink.state().in_flight.is_none());
+    let queued = sink.state().queued.clone().expect("the batch stays queued");
+    assert_eq!(queued.batches, [1]);
+    // Nothing reached the node.
+    let pool: serde_json::Value = provider(&anvil.url)
+        .raw_request("txpool_content".into(), ())
+        .await
+        .unwrap();
+    assert_eq!(pool["pending"], serde_json::json!({}), "{pool}");
+    assert_eq!(nonce(&anvil.url, KEY_1).await, 0);
+    // Within the pause nothing is signed, a new batch only joins the queue; after it, the
+    // queue is tried again (and refused again: the store is still gone).
+    // (The only events meanwhile say the state could not be saved.)
+    let unsaved =
+        |e: &SinkEvent| matches!(e, SinkEvent::TxFailed { batches, .. } if batches.is_empty());
+    let events = sink.on_tick(STORE_RETRY_MS - 1).await;
+    assert!(events.iter().all(unsaved), "{events:?}");
+    let events = sink.on_batch(&batch(2, &[(ETH, 200, 1_000)]), 10).await;
+    assert!(events.iter().all(unsaved), "{events:?}");
+    let events = sink.on_tick(STORE_RETRY_MS).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, SinkEvent::TxFailed { batches, reason }
+            if batches == &[1, 2] && reason.starts_with("not broadcast"))),
+        "{events:?}"
+    );
+    assert_eq!(nonce(&anvil.url, KEY_1).await, 0);
+    assert!(price_on_chain(&anvil.url, contract, BTC).await.is_none());
+}
+
+/// Every endpoint down when a batch arrives: its fee price cannot be read. The batch is queued
+/// (journaled as failed for now, saying so), not dropped, and sent by the first tick after an
+/// endpoint answers again, as a submission that cannot reach the chain is.
+#[tokio::test]
+async fn a_batch_arriving_with_every_endpoint_down_is_sent_when_one_is_back() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let anvil = Anvil::start(&[]);
+    let contract = deploy_mock_pyth(&anvil.url, 60, FEE).await;
+    let down = Arc::new(AtomicBool::new(true));
+    let is_down = Arc::clone(&down);
+    let (proxy, server) = rpc_proxy(
+        &anvil.url,
+        Arc::new(move |_, answer| {
+            (answer.is_none() && is_down.load(Ordering::SeqCst)).then(|| (503, Vec::new()))
+        }),
+    )
+    .await;
+    let config = chain_config(&[&proxy], contract, ChainMode::Send, KEY_1);
+    let mut sink = ChainSink::open(&config, None, false).await.unwrap();
+    let events = sink.on_batch(&batch(1, &[(BTC, 100, 1_000)]), 0).await;
+    let [SinkEvent::TxFailed { batches, reason }] = &events[..] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(batches, &[1]);
+    assert!(
+        reason.starts_with("fee price: no RPC endpoint reachable") && reason.contains("queued"),
+        "{reason}"
+    );
+    assert_eq!(
+        sink.state().queued.as_ref().map(|q| q.batches.clone()),
+        Some(vec![1])
+    );
+    // Still down: ticks send nothing; a batch with nothing new is still skipped at once.
+    assert!(sink.on_tick(100).await.is_empty());
+    assert_eq!(
+        sink.on_batch(&batch(2, &[(BTC, 100, 1_000)]), 150).await,
+        [SinkEvent::TxSkipped {
+            batches: vec![2],
+            reason: SkipReason::AlreadyPushed
+        }]
+    );
+    down.store(false, Ordering::SeqCst);
+    let events = sink.on_tick(200).await;
+    assert!(
+        matches!(&events[..], [SinkEvent::TxSubmitted { batches, ids, .. }] if batches == &[1] && ids == &[BTC]),
+        "{events:?}"
+    );
+    let mut now = 200;
+    tick_until(&mut sink, &mut now, is_confirmed).await;
     let btc = price_on_chain(&anvil.url, contract, BTC).await.unwrap();
     assert_eq!((btc.price, btc.publishTime), (100, U256::from(1_000)));
     server.abort();
@@ -1725,6 +2220,204 @@ fn a_run_killed_between_send_and_receipt_pays_once_after_restart() {
         U256::from(FEE * updates)
     );
     rt.block_on(venue.shutdown());
+}
+
+/// `sluice run` in send mode, sent a real SIGUSR1 (as an operator does with `kill -USR1`) once
+/// its initial push has landed: with the debounce's thresholds out of reach, nothing else
+/// would push, yet the signal makes the keeper push at once every feed whose source price is
+/// newer than what is on chain (batch 0), and it lands. The signing key, given as
+/// `PRIVATE_KEY`, shows nowhere: not in the journal, keeper.jsonl, the recording, the output
+/// directory, nor the logs (at debug level).
+#[test]
+fn sigusr1_to_a_running_keeper_pushes_the_newer_feeds_and_the_key_shows_nowhere() {
+    use std::collections::BTreeMap;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let anvil = Anvil::start(&[]);
+    let contract = rt.block_on(deploy_mock_pyth(&anvil.url, 60, FEE));
+    let dir = tempfile::tempdir().unwrap();
+    // At recorded pace, 20 s behind the wall clock: fresh, never in the future.
+    let venue = rt.block_on(synth_venue(dir.path(), 2, 20_000, 1.0));
+    let config_file = dir.path().join("keeper.toml");
+    // After the initial push nothing reaches the thresholds: only the signal pushes again.
+    std::fs::write(
+        &config_file,
+        format!(
+            "[hermes]\nbase_url = \"{}\"\n[serve]\nlisten = \"127.0.0.1:0\"\n\
+             [debounce]\nmin_price_change_percent = 90\nforce_update_interval_ms = 3600000\n\
+             [chain]\nrpc_urls = [\"{}\"]\ncontract_address = \"{contract:#x}\"\nmode = \"send\"\n\
+             update_data = \"stream\"\npoll_interval_ms = 200\nreceipt_timeout_ms = 2000\n",
+            venue.hermes_url(),
+            anvil.url
+        ),
+    )
+    .unwrap();
+    let pipeline_file = dir.path().join("keeper.pipeline.toml");
+    std::fs::write(
+        &pipeline_file,
+        "name = \"keeper\"\nsources = [\"hermes\", \"chain\"]\ncomputations = [\"debounce\"]\nsinks = [\"journal\", \"chain\"]\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let recording = dir.path().join("run.rec");
+    let stderr = dir.path().join("stderr.log");
+    let stdout = dir.path().join("stdout.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config_file)
+        .arg("--pipeline")
+        .arg(&pipeline_file)
+        .arg("--out")
+        .arg(&out)
+        .arg("--record")
+        .arg(&recording)
+        .env("PRIVATE_KEY", KEY_1)
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::from(std::fs::File::create(&stdout).unwrap()))
+        .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()))
+        .spawn()
+        .unwrap();
+    let keeper_lines = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(out.join("keeper.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let kind = |v: &serde_json::Value| v["kind"].as_str().unwrap_or("").to_owned();
+    let forced = |v: &serde_json::Value| {
+        v["batches"]
+            .as_array()
+            .is_some_and(|b| b.contains(&serde_json::json!(0)))
+    };
+    let wait_for = |what: &str, done: &dyn Fn(&[serde_json::Value]) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done(&keeper_lines()) {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: {:#?}\n{}",
+                keeper_lines(),
+                std::fs::read_to_string(&stderr).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+
+    // The initial push lands; then the sources move on for a while.
+    wait_for("no initial push confirmed", &|lines| {
+        lines.iter().any(|v| kind(v) == "tx_confirmed")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let before = keeper_lines();
+    assert!(before.iter().all(|v| !forced(v)), "{before:#?}");
+    support::signal::send(&child, "USR1");
+    wait_for("the forced push never landed", &|lines| {
+        lines.iter().any(|v| kind(v) == "tx_confirmed" && forced(v))
+    });
+    support::signal::send(&child, "TERM");
+    assert!(child.wait().unwrap().success());
+
+    let lines = keeper_lines();
+    assert!(lines.iter().all(|v| kind(v) != "tx_failed"), "{lines:#?}");
+    assert!(
+        !lines.iter().any(|v| kind(v) == "tx_skipped" && forced(v)),
+        "the signal found nothing newer: {lines:#?}"
+    );
+    // What was pushed before the signal, per feed.
+    let mut pushed: BTreeMap<String, i64> = BTreeMap::new();
+    let pairs = |v: &serde_json::Value| -> Vec<(String, i64)> {
+        v["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(v["publish_times"].as_array().unwrap())
+            .map(|(i, t)| (i.as_str().unwrap().to_owned(), t.as_i64().unwrap()))
+            .collect()
+    };
+    for v in before.iter().filter(|v| kind(v) == "tx_submitted") {
+        for (id, t) in pairs(v) {
+            let e = pushed.entry(id).or_insert(t);
+            *e = (*e).max(t);
+        }
+    }
+    assert!(!pushed.is_empty());
+    let submitted: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|v| kind(v) == "tx_submitted" && forced(v))
+        .collect();
+    assert_eq!(submitted.len(), 1, "{lines:#?}");
+    let carried = pairs(submitted[0]);
+    assert!(!carried.is_empty(), "{}", submitted[0]);
+    for (id, t) in &carried {
+        assert!(
+            pushed.get(id).is_none_or(|p| t > p),
+            "{id} at {t} is not newer than what was pushed ({:?})",
+            pushed.get(id)
+        );
+    }
+    // On chain: the forced publish times (or newer).
+    for (id, t) in &carried {
+        let p = rt
+            .block_on(price_on_chain(&anvil.url, contract, id.parse().unwrap()))
+            .unwrap();
+        assert!(p.publishTime >= U256::from(*t as u64), "{id}");
+    }
+    // The same outcome is in the journal, as the chain source's observation.
+    let journal = std::fs::read_to_string(out.join("journal.jsonl")).unwrap();
+    assert!(
+        journal.lines().any(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            kind(&v) == "tx_submitted" && forced(&v)
+        }),
+        "the forced push is not journaled"
+    );
+    rt.block_on(venue.shutdown());
+
+    // The key, in hex either case and with or without `0x`, and as raw bytes, is nowhere.
+    let hex_key = KEY_1.trim_start_matches("0x").to_ascii_lowercase();
+    let raw_key = hex::decode(&hex_key).unwrap();
+    let leaks = |name: &str, bytes: &[u8]| {
+        let lower = String::from_utf8_lossy(bytes).to_ascii_lowercase();
+        assert!(!lower.contains(&hex_key), "the key shows in {name}");
+        assert!(
+            !bytes
+                .windows(raw_key.len())
+                .any(|w| w == raw_key.as_slice()),
+            "the key's bytes are in {name}"
+        );
+    };
+    let dump = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("dump")
+        .arg(&recording)
+        .output()
+        .unwrap();
+    assert!(dump.status.success());
+    assert!(
+        String::from_utf8_lossy(&dump.stdout).contains("chain_tx"),
+        "the recording holds the keeper's events"
+    );
+    leaks("the recording", &dump.stdout);
+    let logs = std::fs::read(&stderr).unwrap();
+    assert!(
+        String::from_utf8_lossy(&logs).contains("forcing a push"),
+        "debug logs were written"
+    );
+    leaks("stderr", &logs);
+    leaks("stdout", &std::fs::read(&stdout).unwrap());
+    let mut files = vec![out.clone()];
+    let mut seen = 0;
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            leaks(&path.display().to_string(), &std::fs::read(&path).unwrap());
+            seen += 1;
+        }
+    }
+    assert!(seen >= 3, "journal, keeper.jsonl and the keeper store");
 }
 
 /// A WebSocket endpoint that is down when the keeper starts is kept, and used once its node

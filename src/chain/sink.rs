@@ -39,6 +39,14 @@ pub const NONCE_PASSED_GRACE_MS: u64 = 3_000;
 /// Gas limit = estimate × this, in percent.
 const GAS_MARGIN_PERCENT: u64 = 120;
 
+/// After the store failed to record a signed transaction, nothing is signed again for this
+/// long (ms): the queue waits instead of signing and failing on every tick.
+pub const STORE_RETRY_MS: u64 = 5_000;
+
+/// Said of a batch that failed for a reason that passes (no endpoint reachable): it stays
+/// queued and goes with the first tick that can send it.
+const QUEUED_NOTE: &str = "; queued, retried when an endpoint answers";
+
 /// What the sink did, one journal line each.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -163,6 +171,8 @@ pub struct ChainSink {
     nonce_passed_since: Option<u64>,
     /// Waiting for the gas price to fall below the cap.
     over_gas_cap: bool,
+    /// The store could not record a signed transaction: nothing is signed before this (ms).
+    store_retry_at_ms: Option<u64>,
 }
 
 impl ChainSink {
@@ -220,6 +230,7 @@ impl ChainSink {
             hermes: None,
             nonce_passed_since: None,
             over_gas_cap: false,
+            store_retry_at_ms: None,
         })
     }
 
@@ -303,11 +314,32 @@ impl ChainSink {
     /// A push batch from the debounce.
     pub async fn on_batch(&mut self, batch: &PushBatch, now_ms: u64) -> Vec<SinkEvent> {
         let mut events = Vec::new();
+        if self.store_paused(now_ms) {
+            // Nothing can be recorded now, so nothing is signed: the batch waits its turn.
+            let actions = self.keeper.enqueue(batch);
+            self.act_without_fees(actions, &mut events);
+            self.persist(&mut events);
+            return events;
+        }
         let fresh = match self.fresh_fees().await {
             Ok(f) => f,
             Err(e) if self.mode == ChainMode::DryRun => {
                 tracing::debug!(error = %short_reason(&e), "no fee price in dry-run");
                 Fees::legacy(0)
+            }
+            Err(e @ ChainError::Unreachable { .. }) => {
+                // As when the update fee cannot be read: the batch is queued, not lost, and
+                // the first tick that reads a fee price sends it.
+                let actions = self.keeper.enqueue(batch);
+                if actions.is_empty() {
+                    events.push(SinkEvent::TxFailed {
+                        batches: vec![batch.batch],
+                        reason: format!("fee price: {}{QUEUED_NOTE}", short_reason(&e)),
+                    });
+                }
+                self.act_without_fees(actions, &mut events);
+                self.persist(&mut events);
+                return events;
             }
             Err(e) => {
                 events.push(SinkEvent::TxFailed {
@@ -323,13 +355,39 @@ impl ChainSink {
         events
     }
 
+    /// True while signing waits for the store (see [`STORE_RETRY_MS`]).
+    fn store_paused(&mut self, now_ms: u64) -> bool {
+        match self.store_retry_at_ms {
+            Some(at) if now_ms < at => true,
+            Some(_) => {
+                self.store_retry_at_ms = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// The actions of [`Keeper::enqueue`]: skips only, nothing to send.
+    fn act_without_fees(&mut self, actions: Vec<Action>, events: &mut Vec<SinkEvent>) {
+        for action in actions {
+            if let Action::Skip { batches, reason } = action {
+                events.push(SinkEvent::TxSkipped { batches, reason });
+            }
+        }
+    }
+
     /// Time passes: receipts, replacements, the queue.
     pub async fn on_tick(&mut self, now_ms: u64) -> Vec<SinkEvent> {
         let mut events = Vec::new();
         if self.mode == ChainMode::Send {
             self.poll_in_flight(now_ms, &mut events).await;
         }
-        let fresh = self.fresh_fees().await.ok();
+        // While the store cannot record, nothing is signed (no submission, no replacement).
+        let fresh = if self.store_paused(now_ms) {
+            None
+        } else {
+            self.fresh_fees().await.ok()
+        };
         let actions = self.keeper.on_tick(now_ms, fresh);
         if let Some(fresh) = fresh {
             self.act(actions, fresh, now_ms, &mut events).await;
@@ -482,8 +540,9 @@ impl ChainSink {
             "/v2/updates/price/latest?{}&encoding=hex&parsed=false&ignore_invalid_price_ids=true",
             ids.join("&")
         );
+        // Critical: a push waits on it, ahead of the source's own High polls in this bucket.
         let call = Call::new(HERMES_UPDATES, HERMES_BUCKET, &path)
-            .priority(Priority::High)
+            .priority(Priority::Critical)
             .use_stale(false);
         #[derive(Deserialize)]
         struct Latest {
@@ -620,7 +679,8 @@ impl ChainSink {
             Err(e) => {
                 let retry = matches!(e, ChainError::Unreachable { .. });
                 self.keeper.on_not_sent(retry);
-                events.push(fail(format!("update fee: {}", short_reason(&e))));
+                let note = if retry { QUEUED_NOTE } else { "" };
+                events.push(fail(format!("update fee: {}{note}", short_reason(&e))));
                 return;
             }
         };
@@ -698,7 +758,7 @@ impl ChainSink {
             .with_chain_id(self.chain_id)
             .with_gas_limit(gas_limit);
         self.request = Some(req.clone());
-        match self.sign_and_send(req, fresh, now_ms, nonce, events).await {
+        match self.sign_and_send(req, fresh, now_ms, nonce).await {
             Ok(hash) => events.push(SinkEvent::TxSubmitted {
                 batches: plan.batches,
                 hash,
@@ -714,14 +774,15 @@ impl ChainSink {
     }
 
     /// Signs `req` with `fees`, records the attempt (persisted) and broadcasts it. Returns the
-    /// hash, or why it was refused (the attempt is then forgotten).
+    /// hash, or why it was refused (the attempt is then forgotten). An attempt the store
+    /// cannot record is not broadcast: its plan goes back to the queue (a replacement is
+    /// simply tried again), and nothing is signed for [`STORE_RETRY_MS`].
     async fn sign_and_send(
         &mut self,
         req: TransactionRequest,
         fees: Fees,
         now_ms: u64,
         nonce: u64,
-        events: &mut Vec<SinkEvent>,
     ) -> Result<String, String> {
         let Some(signer) = &self.signer else {
             self.keeper.on_not_sent(false);
@@ -742,7 +803,8 @@ impl ChainSink {
         };
         let hash = format!("{:#x}", envelope.tx_hash());
         let raw = envelope.encoded_2718();
-        self.keeper.on_signed(
+        let mut signed = self.keeper.clone();
+        signed.on_signed(
             nonce,
             Attempt {
                 hash: hash.clone(),
@@ -751,8 +813,22 @@ impl ChainSink {
                 raw: format!("0x{}", hex::encode(&raw)),
             },
         );
-        // Recorded before it is broadcast: a crash from here on is reconciled, not repaid.
-        self.persist(events);
+        // Recorded before it is broadcast: a crash from here on is reconciled, not repaid. A
+        // transaction broadcast without that record could be paid for again after a restart,
+        // so without it nothing goes out.
+        if let Err(e) = self.save(signed.state()) {
+            tracing::error!(error = %e, "signed transaction not recorded; not broadcast");
+            self.keeper.on_not_sent(true);
+            if self.keeper.in_flight().is_none() {
+                self.request = None;
+            }
+            self.store_retry_at_ms = Some(now_ms.saturating_add(STORE_RETRY_MS));
+            return Err(format!(
+                "not broadcast: the signed transaction could not be recorded in the keeper store ({e}); queued, retried in {} s",
+                STORE_RETRY_MS / 1_000
+            ));
+        }
+        self.keeper = signed;
         let raw = Bytes::from(raw);
         let sent = match self.client() {
             Ok(client) => {
@@ -806,7 +882,7 @@ impl ChainSink {
             .in_flight()
             .map(|t| t.batches.clone())
             .unwrap_or_default();
-        match self.sign_and_send(req, fees, now_ms, nonce, events).await {
+        match self.sign_and_send(req, fees, now_ms, nonce).await {
             Ok(hash) => events.push(SinkEvent::TxReplaced {
                 hash,
                 replaces,
@@ -910,11 +986,24 @@ impl ChainSink {
         }
     }
 
+    /// Saves the keeper's state; a failure is journaled (the next save may succeed, and a
+    /// restart reconciles with the chain).
     fn persist(&self, events: &mut Vec<SinkEvent>) {
+        if let Err(e) = self.save(self.keeper.state()) {
+            tracing::error!(error = %e, "keeper state not persisted");
+            events.push(SinkEvent::TxFailed {
+                batches: Vec::new(),
+                reason: format!("keeper state not persisted: {e}"),
+            });
+        }
+    }
+
+    /// Writes `state` and the request in flight to the store, flushed.
+    fn save(&self, state: &KeeperState) -> Result<(), String> {
         let Some(tree) = &self.tree else {
-            return;
+            return Ok(());
         };
-        let result = serde_json::to_vec(self.keeper.state())
+        serde_json::to_vec(state)
             .map_err(|e| e.to_string())
             .and_then(|state| {
                 tree.insert(STATE_KEY, state).map_err(|e| e.to_string())?;
@@ -929,14 +1018,7 @@ impl ChainSink {
                 }
                 tree.flush().map_err(|e| e.to_string())?;
                 Ok(())
-            });
-        if let Err(e) = result {
-            tracing::error!(error = %e, "keeper state not persisted");
-            events.push(SinkEvent::TxFailed {
-                batches: Vec::new(),
-                reason: format!("keeper state not persisted: {e}"),
-            });
-        }
+            })
     }
 }
 

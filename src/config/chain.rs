@@ -46,8 +46,10 @@ pub struct ChainConfig {
     /// `dry-run` (default) or `send`.
     #[serde(default)]
     pub mode: ChainMode,
-    /// The signing key (`PRIVATE_KEY`); never shown.
-    #[serde(default)]
+    /// The signing key (`PRIVATE_KEY`); never shown. Refused from a configuration file: files
+    /// get copied, committed and shared, so a key lives only in the environment or in
+    /// `private_key_file`.
+    #[serde(default, deserialize_with = "key_not_from_a_file")]
     pub private_key: Secret,
     /// A file holding the signing key, instead of `PRIVATE_KEY`.
     #[serde(default)]
@@ -170,6 +172,24 @@ impl ChainConfig {
     }
 }
 
+/// `chain.private_key`, unless its value came from a configuration file. Figment tells where a
+/// value came from only to its "relative path" values, so the key is read as one; the error
+/// names the key and the file, never the value.
+fn key_not_from_a_file<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+    use serde::de::Error;
+    let value = figment::value::magic::RelativePathBuf::deserialize(d)
+        .map_err(|_| D::Error::custom("`chain.private_key` must be a string"))?;
+    let key = value.original().to_str().unwrap_or("").to_owned();
+    match value.metadata_path() {
+        Some(file) if !key.is_empty() => Err(D::Error::custom(format!(
+            "`chain.private_key` is set in the configuration file {}: a signing key is never \
+             read from a configuration file; set PRIVATE_KEY or chain.private_key_file instead",
+            file.display()
+        ))),
+        _ => Ok(Secret::new(key)),
+    }
+}
+
 /// A list of strings, or one string of comma-separated items.
 fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
@@ -249,6 +269,43 @@ mod tests {
         assert_eq!(c.signing_key().unwrap().expose(), "0xfromfile");
         c.private_key_file = Some(dir.path().join("missing"));
         assert!(c.signing_key().is_err());
+    }
+
+    #[test]
+    fn a_key_in_a_configuration_file_is_refused_without_showing_it() {
+        let key = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keeper.toml");
+        std::fs::write(&file, format!("[chain]\nprivate_key = \"{key}\"\n")).unwrap();
+        let err = Config::load(Some(&file), &[]).unwrap_err().to_string();
+        assert!(err.contains("chain.private_key"), "{err}");
+        assert!(
+            err.contains("PRIVATE_KEY or chain.private_key_file"),
+            "{err}"
+        );
+        assert!(err.contains("keeper.toml"), "{err}");
+        assert!(!err.contains(&key[2..12]), "the key shows: {err}");
+        // The same key from a layer that is not a file (the environment, a flag) is taken.
+        let overrides = [("chain.private_key", figment::value::Value::from(key))];
+        let c = Config::load(None, &overrides).unwrap().chain;
+        assert_eq!(c.signing_key().unwrap().expose(), key);
+        // A key file named in the configuration file is the way to keep it in a file.
+        let key_file = dir.path().join("key");
+        std::fs::write(&key_file, format!("{key}\n")).unwrap();
+        std::fs::write(
+            &file,
+            format!(
+                "[chain]\nprivate_key_file = {:?}\n",
+                key_file.display().to_string()
+            ),
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), &[]).unwrap().chain;
+        assert!(c.private_key.is_empty());
+        assert_eq!(c.signing_key().unwrap().expose(), key);
+        // An empty value (what `sluice check` prints when no key is set) says nothing secret.
+        std::fs::write(&file, "[chain]\nprivate_key = \"\"\n").unwrap();
+        assert!(Config::load(Some(&file), &[]).is_ok());
     }
 
     #[test]

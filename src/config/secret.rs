@@ -261,12 +261,11 @@ mod tests {
             Figment::from(Toml::string(DEFAULT_TOML))
                 .merge(Toml::string(toml))
                 .extract::<Config>()
+                .map_err(|e| e.to_string())
         };
         let config = from("[birdeye]\napi_key = 123456789\n").unwrap();
         assert_eq!(config.birdeye.api_key.expose(), "123456789");
-        let err = from("[birdeye]\napi_key = 98765.4321\n")
-            .unwrap_err()
-            .to_string();
+        let err = from("[birdeye]\napi_key = 98765.4321\n").unwrap_err();
         assert!(err.contains("quote it") && !err.contains("98765"), "{err}");
     }
 }

@@ -383,6 +383,17 @@ impl Keeper {
 
     /// A push batch from the debounce, at `now_ms`, with the fresh fee price.
     pub fn on_batch(&mut self, batch: &PushBatch, now_ms: u64, fresh: Fees) -> Vec<Action> {
+        let skipped = self.enqueue(batch);
+        if !skipped.is_empty() {
+            return skipped;
+        }
+        self.on_tick(now_ms, Some(fresh))
+    }
+
+    /// A push batch queued without planning anything now (no fee price could be read): the
+    /// first [`Keeper::on_tick`] with a fee price submits it. A batch with nothing new is
+    /// skipped at once.
+    pub fn enqueue(&mut self, batch: &PushBatch) -> Vec<Action> {
         let feeds: Vec<PushFeed> = batch
             .feeds
             .iter()
@@ -404,7 +415,7 @@ impl Keeper {
             None => plan,
             Some(queued) => merge(queued, plan),
         });
-        self.on_tick(now_ms, Some(fresh))
+        Vec::new()
     }
 
     /// Time passes: replace a stuck transaction, or submit the queue when nothing is in
@@ -857,6 +868,35 @@ mod tests {
         assert!(submitted(&k.on_batch(&batch, 0, fresh)).is_some());
         k.on_signed(0, attempt("0xa", fresh, 0));
         assert!(latest.forced_batch(&k).is_none());
+    }
+
+    #[test]
+    fn a_batch_queued_without_a_fee_price_goes_with_the_next_priced_tick() {
+        let mut k = Keeper::new(rules(), KeeperState::default());
+        k.on_target(id(2), Some(50));
+        assert!(k.enqueue(&batch(1, vec![feed(1, 10)])).is_empty());
+        assert_eq!(k.known(&id(1)), Some(10), "queued counts as known");
+        // Nothing new: skipped at once, as with a fee price.
+        assert_eq!(
+            k.enqueue(&batch(2, vec![feed(2, 50)])),
+            [Action::Skip {
+                batches: vec![2],
+                reason: SkipReason::AlreadyPushed
+            }]
+        );
+        assert!(k.enqueue(&batch(3, vec![feed(1, 11)])).is_empty());
+        // Still no fee price: nothing planned.
+        assert!(k.on_tick(10, None).is_empty());
+        let actions = k.on_tick(20, Some(fees(GWEI, 1)));
+        let plan = submitted(&actions).unwrap();
+        assert_eq!(plan.batches, [1, 3]);
+        assert_eq!(
+            plan.feed_times(),
+            [FeedTime {
+                id: id(1),
+                publish_time: 11
+            }]
+        );
     }
 
     #[derive(Clone, Debug)]
