@@ -1,7 +1,9 @@
 //! The price mesh with real libp2p nodes on loopback: prices reach every node of a line and a
 //! star, a restarted node keeps its identity and refuses what it saw before, and hostile input
-//! is refused, counted and never relayed; and three `sluice run` processes that form a mesh
-//! from their config files alone.
+//! (replays included) is refused, counted and never relayed, its senders graylisted and pruned;
+//! providers against the venue's Birdeye make one call per window (a slow Birdeye too) whose
+//! prices reach every node, and cover for each other; and three `sluice run` processes that
+//! form a mesh from their config files alone.
 //!
 //! Every node listens on port 0, keeps its store in a temporary directory, and is stopped
 //! before its test ends.
@@ -56,6 +58,8 @@ struct TestNode {
     inbox: Inbox,
     node: Option<Arc<MeshNode>>,
     control: Option<tokio::sync::mpsc::UnboundedReceiver<sluice::mesh::node::ControlMessage>>,
+    /// Its `max_message_bytes` (1024 unless a test sends larger ones).
+    limit: usize,
 }
 
 struct Plan {
@@ -75,6 +79,7 @@ impl TestNode {
             inbox: Arc::default(),
             node: None,
             control: None,
+            limit: 1024,
         }
     }
 
@@ -91,7 +96,7 @@ impl TestNode {
             allowed_peers: plan.allowed,
             mdns: false,
             topic: "sluice/test-prices/1".into(),
-            policy: Policy::new(&plan.origins, 1024, 5_000, 60_000).unwrap(),
+            policy: Policy::new(&plan.origins, self.limit, 5_000, 60_000).unwrap(),
             seen_capacity: 20_000,
             operator: plan.operator,
         };
@@ -368,6 +373,9 @@ async fn a_restarted_node_keeps_its_identity_and_refuses_what_it_saw() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_input_is_refused_counted_and_never_relayed() {
+    use sluice::mesh::node::max_transmit_bytes;
+    use sluice::mesh::swarm::DUPLICATE_WINDOW;
+
     let root = TempDir::new().unwrap();
     let good = operator(1);
     let rogue = operator(9);
@@ -375,19 +383,21 @@ async fn hostile_input_is_refused_counted_and_never_relayed() {
     // attacker_k -> target -> honest
     let mut target = TestNode::new(root.path(), "target");
     let mut honest = TestNode::new(root.path(), "honest");
-    let attackers: Vec<TestNode> = (0..9)
+    let mut attackers: Vec<TestNode> = (0..11)
         .map(|k| TestNode::new(root.path(), &format!("attacker{k}")))
         .collect();
     let mut allowed = vec![target.peer(), honest.peer()];
     allowed.extend(attackers.iter().map(TestNode::peer));
-    let plan = |bootstrap: Vec<Multiaddr>| Plan {
+    let plan = |bootstrap: Vec<Multiaddr>, operator: Option<SigningKey>| Plan {
         allowed: allowed.clone(),
         origins: origins.clone(),
         bootstrap,
-        operator: None,
+        operator,
     };
-    target.start(plan(vec![])).await;
-    honest.start(plan(vec![target.addr()])).await;
+    target.start(plan(vec![], None)).await;
+    honest
+        .start(plan(vec![target.addr()], Some(good.clone())))
+        .await;
     settle(&[&honest], &[1]).await;
 
     let old = now_ms() - 61_000;
@@ -422,15 +432,37 @@ async fn hostile_input_is_refused_counted_and_never_relayed() {
         sluice::mesh::control::seal(&honest.keypair, br#"{"kind":"announce","at_ms":1}"#).unwrap();
     *forged.last_mut().unwrap() = b' ';
     cases.push((forged, Rejection::BadSignature));
+    let in_mesh = async |node: &TestNode, peer: &str| {
+        let status = node.node().status().await.unwrap();
+        status.mesh_peers.iter().any(|p| p == peer)
+    };
+    let graylisted = async |node: &TestNode, peer: &str| {
+        let status = node.node().status().await.unwrap();
+        status
+            .peers
+            .iter()
+            .any(|(p, score)| p == peer && *score < GRAYLIST_THRESHOLD)
+    };
     let mut counted = std::collections::BTreeMap::new();
-    for (i, ((wire, reason), mut attacker)) in cases.into_iter().zip(attackers).enumerate() {
-        attacker.start(plan(vec![target.addr()])).await;
-        settle(&[&attacker], &[1]).await;
+    let mut penalised = Vec::new();
+    let mut first_offence = None;
+    for (i, (wire, reason)) in cases.into_iter().enumerate() {
+        let attacker = &mut attackers[i];
+        attacker.start(plan(vec![target.addr()], None)).await;
+        settle(&[&*attacker], &[1]).await;
+        let peer = attacker.peer().to_string();
+        if reason.penalises() {
+            until("the attacker joins the target's mesh", async || {
+                in_mesh(&target, &peer).await
+            })
+            .await;
+        }
         if i < price_cases {
             attacker.node().publish_wire(wire).await.unwrap();
         } else {
             attacker.node().publish_control_wire(wire).await.unwrap();
         }
+        first_offence.get_or_insert_with(Instant::now);
         *counted.entry(reason).or_insert(0u64) += 1;
         let want = counted[&reason];
         until(reason.reason(), async || {
@@ -438,28 +470,69 @@ async fn hostile_input_is_refused_counted_and_never_relayed() {
         })
         .await;
         if reason.penalises() {
-            let peer = attacker.peer().to_string();
             until("the sender is graylisted", async || {
-                let status = target.node().status().await.unwrap();
-                status
-                    .peers
-                    .iter()
-                    .any(|(p, score)| *p == peer && *score < GRAYLIST_THRESHOLD)
+                graylisted(&target, &peer).await
             })
             .await;
-            if reason == Rejection::BadSignature {
-                // Graylisted: even a valid price from it is no longer looked at.
-                attacker
-                    .node()
-                    .publish_wire(price(&good, 100, |_| {}))
-                    .await
-                    .unwrap();
-                tokio::time::sleep(Duration::from_millis(1_000)).await;
-                assert_eq!(target.node().stats().accepted(), 0);
-            }
+            until("the sender is pruned from the mesh", async || {
+                !in_mesh(&target, &peer).await
+            })
+            .await;
+            // Graylisted: even a valid price from it is no longer looked at (checked below:
+            // the target accepts nothing from any attacker).
+            attacker
+                .node()
+                .publish_wire(price(&good, 100 + i as u64, |_| {}))
+                .await
+                .unwrap();
+            penalised.push(peer);
         }
-        attacker.stop().await;
     }
+    assert_eq!(penalised.len(), 7);
+
+    // Larger than gossipsub reads at all (the attacker's own limit is higher): refused by the
+    // target's decoder before any message exists, so nothing is delivered, relayed or counted.
+    let huge_attacker = &mut attackers[9];
+    huge_attacker.limit = 65_536;
+    huge_attacker.start(plan(vec![target.addr()], None)).await;
+    settle(&[&*huge_attacker], &[1]).await;
+    let huge = price(&good, 200, |m| m.chain = Some("x".repeat(20_000)));
+    assert!(huge.len() > max_transmit_bytes(1024));
+    let rejected_before = target.node().stats().rejected_total();
+    huge_attacker.node().publish_wire(huge).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(target.node().stats().rejected_total(), rejected_before);
+    assert_eq!(target.node().stats().accepted(), 0);
+
+    // A replay: a valid message the target accepted, republished by a peer once gossipsub's
+    // duplicate window has passed, is refused by the seen cache and counted.
+    honest
+        .node()
+        .publish_price("SOL", 14_237_000, -5, now_ms(), None)
+        .await
+        .unwrap();
+    until("the target accepts the honest price", async || {
+        target.node().stats().accepted() == 1
+    })
+    .await;
+    let original = target.inbox.lock().unwrap()[0].2.clone();
+    tokio::time::sleep(DUPLICATE_WINDOW + Duration::from_millis(1_000)).await;
+    let replayer = &mut attackers[10];
+    replayer.start(plan(vec![target.addr()], None)).await;
+    settle(&[&*replayer], &[1]).await;
+    replayer.node().publish_wire(original).await.unwrap();
+    until("the replay is refused and counted", async || {
+        target.node().stats().rejected(Rejection::Replayed) == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(target.node().stats().accepted(), 1, "not accepted again");
+    assert_eq!(target.inbox.lock().unwrap().len(), 1);
+    let replayer_peer = replayer.peer().to_string();
+    assert!(
+        !graylisted(&target, &replayer_peer).await,
+        "a replay is ignored, not punished (an honest relay can be late)"
+    );
 
     // A peer off the allowlist cannot even connect.
     let mut intruder = TestNode::new(root.path(), "intruder");
@@ -479,20 +552,40 @@ async fn hostile_input_is_refused_counted_and_never_relayed() {
     let status = target.node().status().await.unwrap();
     assert!(status.peers.iter().all(|(p, _)| *p != intruder_id));
 
-    // Nothing was accepted anywhere, and the honest node got none of it.
-    assert_eq!(target.node().stats().accepted(), 0);
+    // The penalised peers stay graylisted and out of the mesh well past what the penalty used
+    // to last (about 11 s): one invalid message costs an attacker minutes.
+    let since = first_offence.unwrap().elapsed();
+    if since < Duration::from_secs(15) {
+        tokio::time::sleep(Duration::from_secs(15) - since).await;
+    }
+    for peer in &penalised {
+        assert!(
+            graylisted(&target, peer).await,
+            "{peer} is still graylisted"
+        );
+        assert!(
+            !in_mesh(&target, peer).await,
+            "{peer} is still out of the mesh"
+        );
+    }
+
+    // Only the honest price was accepted, and the honest node got none of the rest: nothing
+    // hostile was relayed (a relayed replay would be refused and counted there).
+    assert_eq!(target.node().stats().accepted(), 1);
     assert_eq!(honest.node().stats().accepted(), 0);
     assert_eq!(
         honest.node().stats().rejected_total(),
         0,
         "nothing was relayed"
     );
-    assert!(target.inbox.lock().unwrap().is_empty());
     assert!(
         target.control.as_mut().unwrap().try_recv().is_err(),
         "no forged control message reached the provider logic"
     );
     intruder.stop().await;
+    for attacker in &mut attackers {
+        attacker.stop().await;
+    }
     for node in [&mut target, &mut honest] {
         node.stop().await;
     }
@@ -607,6 +700,23 @@ async fn a_live_run_records_mesh_prices_and_replays_to_the_same_journal() {
             .await
             .unwrap()
     };
+    // The node keeps its gauges itself: nobody has asked for the network status yet.
+    let metrics_text = async || -> String {
+        client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    until("both origins count as active providers", async || {
+        metric(&metrics_text().await, "mesh_network_active_providers") == Some(2.0)
+    })
+    .await;
+    let age = metric(&metrics_text().await, "mesh_cache_data_age_seconds");
+    assert!(age.is_some_and(|a| (0.0..10.0).contains(&a)), "{age:?}");
     let prices = get("/api/mesh/prices?asset=SOL").await;
     assert_eq!(prices["success"], true, "{prices}");
     let latest = prices["data"]
@@ -639,6 +749,29 @@ async fn a_live_run_records_mesh_prices_and_replays_to_the_same_journal() {
     assert_eq!(denied.status(), 401);
     let wrong = enable(Some("nope")).await.unwrap();
     assert_eq!(wrong.status(), 401);
+    // The token is checked before the body is read, and a body that does not parse is answered
+    // without quoting it.
+    let raw = |token: Option<&str>, body: &'static str| {
+        let mut request = client
+            .post(format!("{base}/api/mesh/provider/enable"))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    for bad in [
+        r#"{"api_key": ["be-mesh-key-do-not-echo"]}"#,
+        r#"{"api_key": "be-mesh-key-do-not-echo""#,
+        "api_key=be-mesh-key-do-not-echo",
+    ] {
+        assert_eq!(raw(None, bad).await.unwrap().status(), 401, "{bad}");
+        let refused = raw(Some(ADMIN), bad).await.unwrap();
+        assert_eq!(refused.status(), 400, "{bad}");
+        let text = refused.text().await.unwrap();
+        assert!(!text.contains("do-not-echo"), "{text}");
+    }
     let no_provider = enable(Some(ADMIN)).await.unwrap();
     assert_eq!(no_provider.status(), 409);
     assert!(!no_provider.text().await.unwrap().contains("do-not-echo"));
@@ -664,6 +797,7 @@ async fn a_live_run_records_mesh_prices_and_replays_to_the_same_journal() {
         "mesh_cache_misses_total",
         "mesh_cache_data_age_seconds",
         "mesh_seen_messages_cache_size",
+        "mesh_provider_api_latency_seconds",
     ] {
         assert!(
             metrics.lines().any(|l| l.starts_with(name)),
@@ -734,10 +868,9 @@ async fn a_live_run_records_mesh_prices_and_replays_to_the_same_journal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn providers_make_one_birdeye_call_per_window_and_cover_for_each_other() {
     use sluice::config::Config;
-    use sluice::mesh::provider::{self, ProviderSettings, ProviderState};
+    use sluice::mesh::provider::{self, ProviderSettings};
     use sluice::model::Endpoint;
     use sluice::ops::mesh::rendezvous::window;
-    use tokio_util::sync::CancellationToken;
 
     const KEY: &str = "be-mesh-provider-key-71aa";
     const INTERVAL_MS: i64 = 2_000;
@@ -756,11 +889,12 @@ async fn providers_make_one_birdeye_call_per_window_and_cover_for_each_other() {
     .unwrap();
     let birdeye_calls = || venue.stats().endpoint(Endpoint::BirdeyeMultiPrice).requests;
 
-    // Two providers and a receiver between them: p0 - r - p1.
-    let mut r = TestNode::new(root.path(), "r");
+    // A line with a provider at each end: p0 - r0 - r1 - p1.
+    let mut r0 = TestNode::new(root.path(), "r0");
+    let mut r1 = TestNode::new(root.path(), "r1");
     let mut p0 = TestNode::new(root.path(), "p0");
     let mut p1 = TestNode::new(root.path(), "p1");
-    let allowed = vec![r.peer(), p0.peer(), p1.peer()];
+    let allowed = vec![r0.peer(), r1.peer(), p0.peer(), p1.peer()];
     let origins = vec![
         origin_hex(&operator(1).verifying_key()),
         origin_hex(&operator(2).verifying_key()),
@@ -771,10 +905,11 @@ async fn providers_make_one_birdeye_call_per_window_and_cover_for_each_other() {
         bootstrap,
         operator: op,
     };
-    r.start(plan(vec![], None)).await;
-    p0.start(plan(vec![r.addr()], Some(operator(1)))).await;
-    p1.start(plan(vec![r.addr()], Some(operator(2)))).await;
-    settle(&[&r, &p0, &p1], &[2, 1, 1]).await;
+    r0.start(plan(vec![], None)).await;
+    r1.start(plan(vec![r0.addr()], None)).await;
+    p0.start(plan(vec![r0.addr()], Some(operator(1)))).await;
+    p1.start(plan(vec![r1.addr()], Some(operator(2)))).await;
+    settle(&[&r0, &r1, &p0, &p1], &[2, 2, 1, 1]).await;
     let settings = ProviderSettings {
         birdeye: config.birdeye.clone(),
         http: config.http.clone(),
@@ -784,23 +919,7 @@ async fn providers_make_one_birdeye_call_per_window_and_cover_for_each_other() {
         coordination_ms: COORDINATION_MS,
         enabled: true,
     };
-    let mut providers = Vec::new();
-    for p in [&mut p0, &mut p1] {
-        let state = Arc::new(ProviderState::default());
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(provider::run(
-            p.shared(),
-            settings.clone(),
-            Arc::clone(&state),
-            p.control.take().unwrap(),
-            stop.clone(),
-        ));
-        providers.push((state, stop, task));
-    }
-    until("the providers hear each other", async || {
-        providers.iter().all(|(s, _, _)| !s.providers().is_empty())
-    })
-    .await;
+    let mut providers = start_providers([&mut p0, &mut p1], &settings).await;
 
     // Sample a second into windows, well after any stand-by deadline.
     let sample_at = async |w: i64| {
@@ -810,17 +929,23 @@ async fn providers_make_one_birdeye_call_per_window_and_cover_for_each_other() {
     };
     let first = window(now_ms(), INTERVAL_MS) + 1;
     sample_at(first).await;
-    let (calls_before, got_before) = (birdeye_calls(), r.inbox.lock().unwrap().len());
+    let (calls_before, got_before) = (birdeye_calls(), received(&r0).len());
     sample_at(first + 4).await;
     assert_eq!(
         birdeye_calls() - calls_before,
         4,
         "one Birdeye call per window"
     );
-    assert!(
-        r.inbox.lock().unwrap().len() > got_before,
-        "prices reach the receiver"
-    );
+    // Whichever provider fetched, its prices reached every node of the line.
+    let line = [&p0, &r0, &r1, &p1];
+    let published: BTreeSet<(String, u64)> = line.iter().flat_map(|n| received(n)).collect();
+    assert!(published.len() > got_before, "prices were published");
+    for node in line {
+        until("every price on every node", async || {
+            received(node) == published
+        })
+        .await;
+    }
 
     // Kill whichever provider fetched last; the other covers the next window.
     let active = providers
@@ -833,6 +958,7 @@ async fn providers_make_one_birdeye_call_per_window_and_cover_for_each_other() {
     stop.cancel();
     task.await.unwrap();
     let dead = if active == 0 { &mut p0 } else { &mut p1 };
+    let dead_origin = origin_hex(&operator(if active == 0 { 1 } else { 2 }).verifying_key());
     dead.stop().await;
     let killed_at = now_ms();
     let survivor = Arc::clone(&providers[0].0);
@@ -857,12 +983,12 @@ async fn providers_make_one_birdeye_call_per_window_and_cover_for_each_other() {
         sluice::mesh::control::seal(&dead.keypair, &body).unwrap()
     };
     let (marker, stale) = (announce(killed_at), announce(killed_at - 30_000));
-    r.node().publish_control_wire(marker).await.unwrap();
+    r0.node().publish_control_wire(marker).await.unwrap();
     until("the survivor hears the relayed announcement", async || {
         survivor.providers().get(&dead_peer) == Some(&(killed_at as u64))
     })
     .await;
-    r.node().publish_control_wire(stale).await.unwrap();
+    r0.node().publish_control_wire(stale).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         survivor.providers().get(&dead_peer),
@@ -870,20 +996,210 @@ async fn providers_make_one_birdeye_call_per_window_and_cover_for_each_other() {
         "an old announcement relayed again does not make the dead provider look alive"
     );
     let survivor_origin = origin_hex(&operator(if active == 0 { 2 } else { 1 }).verifying_key());
-    until("the receiver gets the survivor's prices", async || {
-        r.inbox
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|m| m.0 == survivor_origin && m.1 > 0)
-    })
-    .await;
+    for node in [&r0, &r1] {
+        until("the relays get the survivor's prices", async || {
+            node.inbox
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|m| m.0 == survivor_origin && m.1 > 0)
+        })
+        .await;
+    }
+    assert_ne!(survivor_origin, dead_origin);
 
     for (_, stop, task) in providers {
         stop.cancel();
         task.await.unwrap();
     }
-    for node in [&mut r, &mut p0, &mut p1] {
+    for node in [&mut r0, &mut r1, &mut p0, &mut p1] {
+        node.stop().await;
+    }
+    venue.shutdown().await;
+}
+
+/// The value of the unlabelled series `name` in Prometheus text.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// (origin, seq) of every price `node` accepted (its own included).
+fn received(node: &TestNode) -> BTreeSet<(String, u64)> {
+    node.inbox
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|m| (m.0.clone(), m.1))
+        .collect()
+}
+
+/// A running provider: its state, its stop token and its task.
+type Provider = (
+    Arc<sluice::mesh::provider::ProviderState>,
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<()>,
+);
+
+/// Runs a provider on each node, and waits until each heard of all the others.
+async fn start_providers<const N: usize>(
+    nodes: [&mut TestNode; N],
+    settings: &sluice::mesh::provider::ProviderSettings,
+) -> Vec<Provider> {
+    use sluice::mesh::provider::{self, ProviderState};
+    use tokio_util::sync::CancellationToken;
+    let mut providers = Vec::new();
+    for p in nodes {
+        let state = Arc::new(ProviderState::default());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(provider::run(
+            p.shared(),
+            settings.clone(),
+            Arc::clone(&state),
+            p.control.take().unwrap(),
+            stop.clone(),
+        ));
+        providers.push((state, stop, task));
+    }
+    until("the providers hear each other", async || {
+        providers
+            .iter()
+            .all(|(s, _, _)| s.providers().len() == N - 1)
+    })
+    .await;
+    providers
+}
+
+/// A Birdeye slower than the coordination window (every answer takes 1.2 s, three stand-by
+/// delays) still costs one call per window: the provider that fetches claims the window first
+/// and the stand-bys wait for it instead of taking over. When that provider dies mid-call, its
+/// claim lapses and a stand-by fetches the same window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_birdeye_still_costs_one_call_per_window() {
+    use sluice::config::Config;
+    use sluice::mesh::provider::ProviderSettings;
+    use sluice::model::Endpoint;
+    use sluice::ops::mesh::rendezvous::window;
+    use sluice::venue::FaultSpec;
+
+    const KEY: &str = "be-mesh-slow-key-9e02";
+    const INTERVAL_MS: i64 = 2_000;
+    const COORDINATION_MS: i64 = 400;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let root = TempDir::new().unwrap();
+    let (venue, addresses) = birdeye_venue(root.path(), KEY, 6).await;
+    venue.set_faults("birdeye:latency=1200ms".parse::<FaultSpec>().unwrap());
+    let config = Config::load(
+        None,
+        &[
+            ("birdeye.base_url", venue.birdeye_url().into()),
+            ("birdeye.api_key", KEY.into()),
+            ("birdeye.requests_per_second", 20u64.into()),
+        ],
+    )
+    .unwrap();
+    let birdeye_calls = || venue.stats().endpoint(Endpoint::BirdeyeMultiPrice).requests;
+
+    // Three providers, each linked to the others (so losing one splits nothing).
+    let mut nodes: Vec<TestNode> = (0..3)
+        .map(|i| TestNode::new(root.path(), &format!("p{i}")))
+        .collect();
+    let allowed: Vec<PeerId> = nodes.iter().map(TestNode::peer).collect();
+    let origins: Vec<String> = (1..=3)
+        .map(|k| origin_hex(&operator(k).verifying_key()))
+        .collect();
+    for i in 0..3 {
+        let bootstrap = nodes[..i].iter().map(TestNode::addr).collect();
+        nodes[i]
+            .start(Plan {
+                allowed: allowed.clone(),
+                origins: origins.clone(),
+                bootstrap,
+                operator: Some(operator(i as u8 + 1)),
+            })
+            .await;
+    }
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    settle(&refs, &[2, 2, 2]).await;
+    let settings = ProviderSettings {
+        birdeye: config.birdeye.clone(),
+        http: config.http.clone(),
+        addresses: addresses.iter().take(5).cloned().collect(),
+        tracked: None,
+        interval_ms: INTERVAL_MS,
+        coordination_ms: COORDINATION_MS,
+        enabled: true,
+    };
+    let [n0, n1, n2] = &mut nodes[..] else {
+        unreachable!()
+    };
+    let providers = start_providers([n0, n1, n2], &settings).await;
+
+    // Sample just before windows end: the slow fetch of each window is done by then.
+    let sample_at = async |w: i64| {
+        let at = w * INTERVAL_MS + INTERVAL_MS - 300;
+        let wait = (at - now_ms()).max(0) as u64;
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+    };
+    let first = window(now_ms(), INTERVAL_MS) + 1;
+    sample_at(first).await;
+    let calls_before = birdeye_calls();
+    let fetches_before: u64 = providers.iter().map(|p| p.0.status().fetch_attempts).sum();
+    let got_before = received(&nodes[2]).len();
+    sample_at(first + 3).await;
+    assert_eq!(
+        birdeye_calls() - calls_before,
+        3,
+        "one Birdeye call per window, however slow"
+    );
+    let fetches: u64 = providers.iter().map(|p| p.0.status().fetch_attempts).sum();
+    assert_eq!(fetches - fetches_before, 3);
+    let published: BTreeSet<(String, u64)> = nodes.iter().flat_map(received).collect();
+    assert!(published.len() > got_before, "prices were published");
+    for node in &nodes {
+        until("every price on every node", async || {
+            received(node) == published
+        })
+        .await;
+    }
+
+    // The provider fetching a window dies while Birdeye keeps it waiting: its claim lapses
+    // and a stand-by fetches the same window.
+    let mut providers = providers;
+    let sleep_until = async |at: i64| {
+        tokio::time::sleep(Duration::from_millis((at - now_ms()).max(0) as u64)).await;
+    };
+    let w = window(now_ms(), INTERVAL_MS) + 1;
+    sleep_until(w * INTERVAL_MS - 200).await;
+    let attempts: Vec<u64> = providers
+        .iter()
+        .map(|p| p.0.status().fetch_attempts)
+        .collect();
+    sleep_until(w * INTERVAL_MS + 300).await;
+    let claimer = (0..3)
+        .find(|&i| providers[i].0.status().fetch_attempts > attempts[i])
+        .expect("someone fetches the window");
+    let calls = birdeye_calls();
+    let (_, stop, task) = providers.remove(claimer);
+    stop.cancel();
+    task.await.unwrap();
+    nodes[claimer].stop().await;
+    until("a stand-by takes the window over", async || {
+        birdeye_calls() > calls
+    })
+    .await;
+    let taken_over = now_ms();
+    assert!(
+        taken_over < (w + 1) * INTERVAL_MS,
+        "taken over {} ms into the window",
+        taken_over - w * INTERVAL_MS
+    );
+
+    for (_, stop, task) in providers {
+        stop.cancel();
+        task.await.unwrap();
+    }
+    for node in &mut nodes {
         node.stop().await;
     }
     venue.shutdown().await;
@@ -900,6 +1216,15 @@ async fn the_admin_api_turns_a_live_provider_on_and_off() {
 
     const KEY: &str = "be-admin-enable-key-0c4d";
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // The process's recorder, with the mesh series registered as a live run registers them.
+    let recorder = sluice::serve::metrics_handle().unwrap();
+    sluice::mesh::stats::register_metrics();
+    let api_latency = || {
+        metric(
+            &recorder.render(),
+            "mesh_provider_api_latency_seconds_count",
+        )
+    };
     let root = TempDir::new().unwrap();
     let (venue, _) = birdeye_venue(root.path(), KEY, 8).await;
     let birdeye_calls = || venue.stats().endpoint(Endpoint::BirdeyeMultiPrice).requests;
@@ -992,9 +1317,10 @@ async fn the_admin_api_turns_a_live_provider_on_and_off() {
         (response.status().as_u16(), response.text().await.unwrap())
     };
 
-    // No Birdeye key yet: the provider calls nobody.
+    // No Birdeye key yet: the provider calls nobody. Its latency histogram is there already.
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     assert_eq!(birdeye_calls(), 0);
+    let latencies_before = api_latency().expect("mesh_provider_api_latency_seconds is registered");
     let body = serde_json::json!({"api_key": KEY});
     assert_eq!(
         post("/api/mesh/provider/enable", None, body.clone())
@@ -1013,6 +1339,10 @@ async fn the_admin_api_turns_a_live_provider_on_and_off() {
     })
     .await;
     assert!(birdeye_calls() >= 1);
+    until("the provider's Birdeye latency is recorded", async || {
+        api_latency() > Some(latencies_before)
+    })
+    .await;
     // The provider's own prices are envelopes of its live run too.
     let own = tokio::task::spawn_blocking(move || envelopes.recv_timeout(WAIT))
         .await
@@ -1226,7 +1556,16 @@ fn three_sluice_processes_form_a_mesh_and_share_a_providers_prices() {
             ),
         )
         .unwrap();
-        RunProcess::spawn(&config, &pipeline, &dirs[i], &[("BIRDEYE_API_KEY", KEY)])
+        RunProcess::spawn(
+            &config,
+            &pipeline,
+            &dirs[i],
+            &[
+                ("BIRDEYE_API_KEY", KEY),
+                ("MESH_ADMIN_TOKEN", ADMIN),
+                ("RUST_LOG", "info,sluice=debug"),
+            ],
+        )
     };
     let nodes: Vec<RunProcess> = (0..3).map(start).collect();
 
@@ -1284,10 +1623,51 @@ fn three_sluice_processes_form_a_mesh_and_share_a_providers_prices() {
         "the prices came from Birdeye"
     );
 
+    // A new Birdeye key given to the provider through the admin API (the venue refuses it, so
+    // the provider's calls fail from now on, and they are logged): neither the key nor any
+    // part of a body carrying it appears in an answer or in the log.
+    const POSTED: &str = "be-mesh-posted-key-e41b";
+    let post = |token: Option<&str>, body: String| -> (u16, String) {
+        rt.block_on(async {
+            let mut request = client
+                .post(format!("http://{}/api/mesh/provider/enable", nodes[0].addr))
+                .header("content-type", "application/json")
+                .body(body);
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        })
+    };
+    let valid = format!(r#"{{"api_key": "{POSTED}"}}"#);
+    for (token, body, want) in [
+        (None, valid.clone(), 401),
+        (Some("wrong"), valid.clone(), 401),
+        (Some(ADMIN), format!(r#"{{"api_key": ["{POSTED}"]}}"#), 400),
+        (Some(ADMIN), format!(r#"{{"api_key": "{POSTED}""#), 400),
+        (Some(ADMIN), valid.clone(), 200),
+    ] {
+        let (status, text) = post(token, body);
+        assert_eq!(status, want, "{text}");
+        assert!(!text.contains(POSTED), "{text}");
+    }
+    let calls = venue.stats().endpoint(Endpoint::BirdeyeMultiPrice).requests;
+    eventually("the provider calls Birdeye with the posted key", &|| {
+        venue.stats().endpoint(Endpoint::BirdeyeMultiPrice).requests > calls
+    });
+    std::thread::sleep(Duration::from_millis(500));
+
     let logs: Vec<String> = nodes.into_iter().map(RunProcess::terminate).collect();
     for (i, log) in logs.iter().enumerate() {
         assert!(!log.contains(KEY), "{} logged the Birdeye key", names[i]);
+        assert!(!log.contains(POSTED), "{} logged the posted key", names[i]);
     }
+    assert!(
+        logs[0].contains("mesh provider: Birdeye fetch failed"),
+        "the refused calls were logged: {}",
+        logs[0]
+    );
     for dir in &dirs[1..] {
         let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
         let mesh_prices = journal

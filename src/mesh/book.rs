@@ -125,6 +125,25 @@ impl PriceBook {
     pub fn last_update_ms(&self) -> Option<i64> {
         self.prices.values().map(|p| p.received_ms).max()
     }
+
+    /// Sets the gauges this book is the truth of, as of `now_ms`:
+    /// `mesh_network_active_providers` (origins whose prices were accepted within
+    /// `active_within_ms`, what `/api/mesh/network/status` lists) and
+    /// `mesh_cache_data_age_seconds` (age of the newest price; left alone before the first).
+    /// The node calls it on every accepted price and on a timer, so the gauges move (and fall)
+    /// whether or not anyone asks the API.
+    pub fn export_gauges(&self, now_ms: i64, active_within_ms: i64) {
+        let active = self
+            .origins
+            .values()
+            .filter(|o| o.last_seen_ms >= now_ms.saturating_sub(active_within_ms))
+            .count();
+        metrics::gauge!("mesh_network_active_providers").set(active as f64);
+        if let Some(t) = self.last_update_ms() {
+            metrics::gauge!("mesh_cache_data_age_seconds")
+                .set(now_ms.saturating_sub(t).max(0) as f64 / 1000.0);
+        }
+    }
 }
 
 #[cfg(test)]

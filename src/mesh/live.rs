@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -26,11 +27,17 @@ pub struct MeshRuntime {
     /// What the operations server serves of it.
     pub api: Arc<MeshApi>,
     provider: Option<(CancellationToken, JoinHandle<()>)>,
+    gauges: CancellationToken,
 }
+
+/// How often the book's gauges are refreshed without a new price (so they fall when prices
+/// stop coming).
+const GAUGES_EVERY: Duration = Duration::from_secs(1);
 
 impl MeshRuntime {
     /// Stops the provider, then the node.
     pub async fn stop(&self) {
+        self.gauges.cancel();
         if let Some((stop, _)) = &self.provider {
             stop.cancel();
         }
@@ -64,6 +71,10 @@ pub async fn start(
     let config = mesh.config;
     let settings = NodeSettings::from_config(config, mesh.out_dir)?;
     health.state(Source::Mesh, "running");
+    let interval_ms =
+        i64::try_from(config.provider_fetch_interval_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    // Origins heard from within two fetch windows count as active providers.
+    let active_within_ms = interval_ms.saturating_mul(2);
     let book = Arc::new(Mutex::new(PriceBook::default()));
     let sink = Arc::clone(&book);
     let (control_tx, control_rx) = mpsc::unbounded_channel();
@@ -77,16 +88,21 @@ pub async fn start(
             {
                 health.success(Source::Mesh, now_ms(), 1);
             }
-            sink.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .accept(price, now_ms() as i64);
+            let now = now_ms() as i64;
+            let mut book = sink.lock().unwrap_or_else(|p| p.into_inner());
+            book.accept(price, now);
+            book.export_gauges(now, active_within_ms);
         }),
         config.provider.then_some(control_tx),
     )
     .await?;
     let node = Arc::new(node);
-    let interval_ms =
-        i64::try_from(config.provider_fetch_interval_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let gauges = CancellationToken::new();
+    tokio::spawn(refresh_gauges(
+        Arc::clone(&book),
+        active_within_ms,
+        gauges.clone(),
+    ));
     let (provider_state, provider_task) = if config.provider {
         let state = Arc::new(ProviderState::default());
         let stop = CancellationToken::new();
@@ -116,11 +132,32 @@ pub async fn start(
         book,
         provider: provider_state,
         admin_token: config.admin_token.clone(),
-        active_within_ms: interval_ms.saturating_mul(2),
+        active_within_ms,
     });
     Ok(MeshRuntime {
         node,
         api,
         provider: provider_task,
+        gauges,
     })
+}
+
+/// Refreshes the book's gauges every [`GAUGES_EVERY`] until `stop`.
+async fn refresh_gauges(
+    book: Arc<Mutex<PriceBook>>,
+    active_within_ms: i64,
+    stop: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(GAUGES_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticks.tick() => {
+                book.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .export_gauges(now_ms() as i64, active_within_ms);
+            }
+        }
+    }
 }

@@ -170,6 +170,9 @@ pub struct NetStatus {
     pub peers: Vec<(String, f64)>,
     /// Connected peers subscribed to the price topic.
     pub topic_peers: usize,
+    /// Peers in this node's gossipsub mesh of the price topic (the ones it relays to); a peer
+    /// with a negative score is pruned from it.
+    pub mesh_peers: Vec<String>,
     /// Seen ids held.
     pub seen: usize,
 }
@@ -219,11 +222,7 @@ impl MeshNode {
             allowed: &allowed,
             mdns: settings.mdns,
             topics: &[topic.clone(), control_topic.clone()],
-            max_transmit_bytes: settings
-                .policy
-                .max_message_bytes
-                .saturating_mul(4)
-                .max(4096),
+            max_transmit_bytes: max_transmit_bytes(settings.policy.max_message_bytes),
         })
         .map_err(MeshError::Setup)?;
         for t in [&topic, &control_topic] {
@@ -397,6 +396,19 @@ impl MeshNode {
     }
 }
 
+/// The largest frame gossipsub reads from a peer, for a node whose messages may be at most
+/// `max_message_bytes`.
+///
+/// Above the application's limit, so an oversized message still reaches validation, where it
+/// is rejected (the sender penalised) and counted as `oversized`. A frame beyond this bound is
+/// refused by gossipsub's decoder before any message exists: the frame is dropped whole, this
+/// node's inbound stream from that peer is closed (the peer opens another to go on), nothing
+/// is delivered or relayed, and, there being no message, nothing is counted. Reading larger
+/// frames to count them would let any peer make the node buffer them.
+pub fn max_transmit_bytes(max_message_bytes: usize) -> usize {
+    max_message_bytes.saturating_mul(4).max(4096)
+}
+
 fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
     addr.iter().find_map(|p| match p {
         Protocol::P2p(peer) => Some(peer),
@@ -498,8 +510,10 @@ impl NodeTask {
                     .all_peers()
                     .filter(|(_, topics)| topics.contains(&&topic))
                     .count();
+                let mesh_peers = gossip.mesh_peers(&topic).map(|p| p.to_string()).collect();
                 let _ = reply.send(NetStatus {
                     topic_peers,
+                    mesh_peers,
                     peer_id: self.swarm.local_peer_id().to_string(),
                     listen_addrs: self.listen_addrs.iter().map(|a| a.to_string()).collect(),
                     peers,

@@ -3,18 +3,23 @@
 //!
 //! Providers announce themselves on the control topic. For each fetch window every provider
 //! ranks the live providers (itself and those heard from recently) by rendezvous hash of
-//! (peer id, window) ([`crate::ops::mesh::rendezvous`]). The first fetches at the window's
-//! start and tells the others (`fetched`); the one ranked `r` fetches `r` coordination windows
-//! into the window if no `fetched` arrived by then. So a healthy mesh makes one Birdeye call
-//! per window, and a dead provider is covered within one coordination window.
+//! (peer id, window) ([`crate::ops::mesh::rendezvous`]). The first claims the window
+//! (`fetching`, repeated while its fetch runs), fetches, publishes and tells the others
+//! (`fetched`); the one ranked `r` fetches `r` coordination windows into the window if by then
+//! nobody fetched and no claim is live, and after a claim lapses the stand-bys take over in
+//! turn ([`crate::ops::mesh::claims`]). So a healthy mesh makes one Birdeye call per window
+//! however slow Birdeye answers, and a dead provider is covered within one coordination window
+//! (of its last claim). Coordination assumes the providers' clocks agree to well within a
+//! coordination window (NTP).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -24,6 +29,7 @@ use crate::model::parse::ParseContext;
 use crate::model::parse::birdeye::parse_multi_price;
 use crate::model::{AssetMap, Endpoint, Envelope, Record};
 use crate::net::http::{Api, Call};
+use crate::ops::mesh::claims::{Coordination, Turn};
 use crate::ops::mesh::rendezvous;
 use crate::sources::birdeye::{MAX_ADDRESSES, provider as birdeye_provider};
 use crate::sources::{TrackedTokens, now_ms};
@@ -41,6 +47,13 @@ const STEP: Duration = Duration::from_millis(50);
 pub enum Control {
     /// "I am a live provider."
     Announce {
+        /// Sent at (ms).
+        at_ms: i64,
+    },
+    /// "I am fetching this window": stand-bys wait while this is repeated.
+    Fetching {
+        /// The window.
+        window: i64,
         /// Sent at (ms).
         at_ms: i64,
     },
@@ -144,6 +157,21 @@ impl ProviderState {
     }
 }
 
+/// A fetch this provider runs for the mesh.
+struct InFlight {
+    window: i64,
+    task: JoinHandle<bool>,
+    last_claim: Instant,
+}
+
+/// Waits for the fetch in flight, if any (never resolves without one).
+async fn finished(in_flight: &mut Option<InFlight>) -> bool {
+    match in_flight {
+        Some(fetch) => (&mut fetch.task).await.unwrap_or(false),
+        None => std::future::pending().await,
+    }
+}
+
 /// Runs provider coordination on `node` until `stop`.
 pub async fn run(
     node: Arc<MeshNode>,
@@ -157,28 +185,64 @@ pub async fn run(
         state.disable();
     }
     let me = node.peer_id().to_string();
-    let mut fetched: BTreeSet<i64> = BTreeSet::new();
+    let settings = Arc::new(settings);
+    let interval_ms = settings.interval_ms.max(1);
+    // Claims are repeated well within the coordination window, so one late message does not
+    // let a claim lapse while the fetch still runs.
+    let claim_every =
+        Duration::from_millis(u64::try_from(settings.coordination_ms / 4).unwrap_or(0))
+            .clamp(STEP, ANNOUNCE_EVERY);
+    let mut coordination = Coordination::new(settings.coordination_ms);
     let mut api: Option<(Secret, Api)> = None;
-    let mut last_announce = Instant::now() - ANNOUNCE_EVERY;
+    let mut in_flight: Option<InFlight> = None;
+    let mut last_announce: Option<Instant> = None;
     let mut ticks = tokio::time::interval(STEP);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     info!(peer = %me, "mesh provider running");
     loop {
         tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => break,
             message = control.recv() => {
-                let Some(message) = message else { return };
+                let Some(message) = message else { break };
+                let author = message.author.to_string();
+                let now = now_ms() as i64;
+                let current = rendezvous::window(now, interval_ms);
                 let at_ms = match serde_json::from_slice::<Control>(&message.data) {
                     Ok(Control::Announce { at_ms }) => at_ms,
-                    Ok(Control::Fetched { window, at_ms }) => { fetched.insert(window); at_ms }
+                    Ok(Control::Fetching { window, at_ms }) => {
+                        // Only this window's and its neighbours' claims matter (and are kept);
+                        // a claim dated ahead counts as made now, so it cannot hold for longer.
+                        if window.abs_diff(current) <= 1 && author != me {
+                            coordination.claim(window, &author, at_ms.min(now));
+                        }
+                        at_ms
+                    }
+                    Ok(Control::Fetched { window, at_ms }) => {
+                        if window.abs_diff(current) <= 1 {
+                            coordination.done(window);
+                        }
+                        at_ms
+                    }
                     Err(_) => continue,
                 };
                 // Seen when it was sealed, not when it arrived: an old announcement that a peer
                 // relays again (the seal does not expire) cannot keep a dead provider live.
                 let seen = u64::try_from(at_ms).unwrap_or(0).min(now_ms());
                 let mut providers = state.providers.lock().unwrap_or_else(|p| p.into_inner());
-                let last = providers.entry(message.author.to_string()).or_insert(seen);
+                let last = providers.entry(author).or_insert(seen);
                 *last = (*last).max(seen);
+            }
+            published = finished(&mut in_flight) => {
+                if let Some(fetch) = in_flight.take()
+                    && published
+                {
+                    let _ = node
+                        .publish_control(&control_bytes(&Control::Fetched {
+                            window: fetch.window,
+                            at_ms: now_ms() as i64,
+                        }))
+                        .await;
+                }
             }
             _ = ticks.tick() => {}
         }
@@ -186,31 +250,28 @@ pub async fn run(
             continue;
         }
         let now = now_ms() as i64;
-        if last_announce.elapsed() >= ANNOUNCE_EVERY {
-            last_announce = Instant::now();
+        if last_announce.is_none_or(|t| t.elapsed() >= ANNOUNCE_EVERY) {
+            last_announce = Some(Instant::now());
             let _ = node
                 .publish_control(&control_bytes(&Control::Announce { at_ms: now }))
                 .await;
         }
-        let window = rendezvous::window(now, settings.interval_ms);
-        if fetched.contains(&window) {
+        if let Some(fetch) = &mut in_flight {
+            // One fetch at a time; while it runs, the claim is kept alive.
+            if fetch.last_claim.elapsed() >= claim_every {
+                fetch.last_claim = Instant::now();
+                claim(&node, fetch.window, now).await;
+            }
             continue;
         }
-        let live = live_providers(&state, &me, now, settings.interval_ms);
-        metrics::gauge!("mesh_network_active_providers").set(live.len() as f64);
+        let window = rendezvous::window(now, interval_ms);
+        let live = live_providers(&state, &me, now, interval_ms);
         let ids: Vec<&str> = live.iter().map(String::as_str).collect();
-        let Some(rank) = rendezvous::rank(&me, &ids, window) else {
-            continue;
-        };
-        let offset = now - window * settings.interval_ms;
-        if offset < rank as i64 * settings.coordination_ms {
+        let window_start = window.saturating_mul(interval_ms);
+        if coordination.turn(&me, &ids, window, window_start, now) != Turn::Fetch {
             continue;
         }
-        fetched.insert(window);
-        while fetched.len() > 16 {
-            fetched.pop_first();
-        }
-        debug!(window, rank, "fetching for the mesh");
+        coordination.done(window);
         let key = state.key();
         if key.is_empty() {
             // Enabled without a Birdeye key: nothing to fetch with until one is given.
@@ -234,15 +295,34 @@ pub async fn run(
             api = Some((key, a));
         }
         let Some((_, client)) = &api else { continue };
-        if fetch_and_publish(&node, client, &settings, &state).await {
-            let _ = node
-                .publish_control(&control_bytes(&Control::Fetched {
-                    window,
-                    at_ms: now_ms() as i64,
-                }))
-                .await;
-        }
+        debug!(window, "fetching for the mesh");
+        // Claimed before the call, so the stand-bys wait for it however long Birdeye takes.
+        claim(&node, window, now).await;
+        let task = {
+            let (node, client, settings, state) = (
+                Arc::clone(&node),
+                client.clone(),
+                Arc::clone(&settings),
+                Arc::clone(&state),
+            );
+            tokio::spawn(async move { fetch_and_publish(&node, &client, &settings, &state).await })
+        };
+        in_flight = Some(InFlight {
+            window,
+            task,
+            last_claim: Instant::now(),
+        });
     }
+    if let Some(fetch) = in_flight.take() {
+        fetch.task.abort();
+    }
+}
+
+/// Tells the other providers this one is fetching `window`.
+async fn claim(node: &MeshNode, window: i64, now: i64) {
+    let _ = node
+        .publish_control(&control_bytes(&Control::Fetching { window, at_ms: now }))
+        .await;
 }
 
 fn control_bytes(control: &Control) -> Vec<u8> {

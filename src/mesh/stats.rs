@@ -88,6 +88,13 @@ pub fn register_metrics() {
     ] {
         metrics::gauge!(name).increment(0.0);
     }
+    // A histogram appears (count 0) once registered, before its first sample.
+    for name in [
+        "mesh_provider_api_latency_seconds",
+        "mesh_message_propagation_latency_seconds",
+    ] {
+        let _ = metrics::histogram!(name);
+    }
 }
 
 /// Describes the mesh metrics (once, with the recorder).
@@ -118,7 +125,7 @@ pub fn describe_metrics() {
     );
     metrics::describe_gauge!(
         "mesh_network_active_providers",
-        "Providers heard from within the last fetch interval"
+        "Price origins (providers) whose prices this node accepted within two fetch intervals"
     );
     metrics::describe_counter!(
         "mesh_provider_fetch_attempts_total",
@@ -146,6 +153,6 @@ pub fn describe_metrics() {
     );
     metrics::describe_gauge!(
         "mesh_cache_data_age_seconds",
-        "Age of the newest mesh price, as of the last network status"
+        "Age of the newest mesh price this node accepted (refreshed every second)"
     );
 }

@@ -2,9 +2,13 @@
 //! `POST /api/mesh/provider/enable` and `/disable` (admin bearer token), `GET
 //! /api/mesh/provider/status`, `GET /api/mesh/network/status` and `GET /api/mesh/prices`.
 //! The Birdeye key an enable call carries is kept as a secret: never echoed, never logged.
+//! Admin calls check the bearer token before they read their body (a caller without it learns
+//! nothing, not even whether its body would parse), and a body that does not parse gets a
+//! fixed answer: a parser's message could quote the key.
 
 use std::sync::{Arc, Mutex};
 
+use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -91,18 +95,39 @@ struct EnableBody {
     api_key: Option<Secret>,
 }
 
-async fn enable(
-    State(api): State<Arc<MeshApi>>,
-    headers: HeaderMap,
-    body: Option<Json<EnableBody>>,
-) -> Response {
+/// Largest enable body read (a JSON object holding an API key).
+const MAX_ENABLE_BODY: usize = 4096;
+
+async fn enable(State(api): State<Arc<MeshApi>>, headers: HeaderMap, body: Body) -> Response {
     if let Err(denied) = authorize(&api, &headers) {
         return denied.into_response();
     }
+    // Read only now, for a caller holding the token.
+    let Ok(body) = axum::body::to_bytes(body, MAX_ENABLE_BODY).await else {
+        return fail(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the body could not be read (at most 4096 bytes)",
+        );
+    };
+    // An empty body enables with the key already held.
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        EnableBody::default()
+    } else {
+        match serde_json::from_slice::<EnableBody>(&body) {
+            Ok(body) => body,
+            // Never the parser's message: it can quote what it read.
+            Err(_) => {
+                return fail(
+                    StatusCode::BAD_REQUEST,
+                    "the body must be a JSON object {\"api_key\": \"<string>\"}",
+                );
+            }
+        }
+    };
     let Some(provider) = &api.provider else {
         return fail(StatusCode::CONFLICT, "this node runs no provider");
     };
-    let key = body.and_then(|Json(b)| b.api_key).filter(|k| !k.is_empty());
+    let key = body.api_key.filter(|k| !k.is_empty());
     provider.enable(key);
     ok(json!(provider.status()))
 }
@@ -133,16 +158,14 @@ async fn network_status(State(api): State<Arc<MeshApi>>) -> Response {
     };
     let (providers, last_update) = {
         let book = api.book.lock().unwrap_or_else(|p| p.into_inner());
+        // The same numbers the node keeps in its gauges.
+        book.export_gauges(now, api.active_within_ms);
         (
             book.origins(now - api.active_within_ms),
             book.last_update_ms(),
         )
     };
     let freshness = last_update.map(|t| Freshness::of_age(now - t));
-    if let Some(t) = last_update {
-        metrics::gauge!("mesh_cache_data_age_seconds").set((now - t).max(0) as f64 / 1000.0);
-    }
-    metrics::gauge!("mesh_network_active_providers").set(providers.len() as f64);
     ok(json!({
         "peer_id": status.peer_id,
         "active_providers": providers,

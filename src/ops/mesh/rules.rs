@@ -1,7 +1,9 @@
 //! What a mesh price message must satisfy before a node accepts and relays it.
 //!
-//! Checked in order, cheapest first: size, shape, origin on the allowlist, signature, price,
-//! publish time (not beyond the skew bound ahead, not older than the maximum age). Whether the
+//! Checked in order, cheapest first: size, shape, origin on the allowlist, signature, content
+//! (price, asset, 24-hour change: everything the `mesh_price` parser would refuse, so a
+//! message no node could use is not relayed either), publish time (not beyond the skew bound
+//! ahead, not older than the maximum age). Whether the
 //! id was seen before is the [`super::seen`] cache's call. Each failure has a stable reason
 //! label (the `reason` of `mesh_messages_rejected_total`) and a verdict for gossipsub: content
 //! that can never be valid is rejected (the sender's score drops); time-dependent failures and
@@ -14,9 +16,13 @@ use ed25519_dalek::VerifyingKey;
 
 use super::signed::{SignatureCheck, SignatureProblem, verify_many, verify_parts};
 use crate::model::parse::mesh::{MESH_VERSION, MeshPriceMessage, SignedParts, split_wire};
+use crate::model::{Decimal, TokenRef};
 
 /// Exponents a price may carry.
 const EXPO_RANGE: std::ops::RangeInclusive<i32> = -30..=30;
+
+/// Longest symbol an `asset` may be when it is not a token (the parser's bound).
+const MAX_SYMBOL_LEN: usize = 64;
 
 /// The bounds a message is checked against.
 #[derive(Clone, Debug)]
@@ -78,7 +84,8 @@ pub enum Rejection {
     UnknownOrigin,
     /// The signature does not verify under the origin's key.
     BadSignature,
-    /// The price is zero or negative (or its exponent out of range).
+    /// The price is zero or negative (or its exponent out of range), or the asset or 24-hour
+    /// change is not one the parser takes.
     BadPrice,
     /// Published beyond the clock-skew bound in the future.
     FutureTimestamp,
@@ -212,6 +219,13 @@ fn after_signature(
     if msg.mantissa <= 0 || !EXPO_RANGE.contains(&msg.expo) {
         return Err(Rejection::BadPrice);
     }
+    let change_ok = msg
+        .change_24h
+        .as_deref()
+        .is_none_or(|c| Decimal::parse(c).is_ok());
+    if !asset_ok(&msg.asset) || !change_ok {
+        return Err(Rejection::BadPrice);
+    }
     if msg.publish_ms > now_ms.saturating_add(policy.max_skew_ms) {
         return Err(Rejection::FutureTimestamp);
     }
@@ -219,6 +233,29 @@ fn after_signature(
         return Err(Rejection::Stale);
     }
     Ok(msg)
+}
+
+/// True when `asset` is one the `mesh_price` parser takes: `<chain>:<address>` valid for its
+/// chain, or a symbol of 1 to 64 printable ASCII characters. Something shaped like a token
+/// reference whose address fails its chain's rules is not a symbol either (it would print
+/// exactly like the token it failed to be).
+fn asset_ok(asset: &str) -> bool {
+    if let Some((chain, address)) = asset.split_once(':')
+        && looks_like_chain(chain)
+    {
+        return TokenRef::parse(chain, address).is_ok();
+    }
+    !asset.is_empty()
+        && asset.len() <= MAX_SYMBOL_LEN
+        && asset.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// A chain slug's shape: lower-case letters, digits and dashes.
+fn looks_like_chain(chain: &str) -> bool {
+    !chain.is_empty()
+        && chain
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 #[cfg(test)]
@@ -292,6 +329,75 @@ mod tests {
         );
         assert_eq!(check(b"{}", NOW, &policy()), Err(Rejection::Malformed));
         assert!(Rejection::BadSignature.penalises() && !Rejection::Replayed.penalises());
+    }
+
+    /// What the `mesh_price` parser makes of `wire`: true when it yields a price.
+    fn parser_takes(wire: &str) -> bool {
+        use crate::model::parse::{ParseContext, parse_envelope};
+        use crate::model::{AssetMap, Endpoint, Envelope, Record};
+        let env = Envelope {
+            endpoint: Endpoint::MeshPrice,
+            t_ms: NOW as u64,
+            context: String::new(),
+            raw: bytes::Bytes::from(wire.to_owned()),
+            seq: 0,
+        };
+        let assets = AssetMap::default();
+        let ctx = ParseContext {
+            assets: &assets,
+            max_future_skew_ms: 5_000,
+        };
+        let mut out = Vec::new();
+        parse_envelope(&env, &ctx, &mut out);
+        matches!(out.as_slice(), [Record::Price(_)])
+    }
+
+    #[test]
+    fn what_the_parser_refuses_is_not_relayed() {
+        let good = key(1);
+        let sol = "solana:So11111111111111111111111111111111111111112";
+        let cases: Vec<(&str, Box<dyn Fn(&mut MeshPriceMessage)>)> = vec![
+            ("a symbol", Box::new(|_| {})),
+            ("a token", Box::new(move |m| m.asset = sol.into())),
+            (
+                "a change",
+                Box::new(|m| m.change_24h = Some("-2.31".into())),
+            ),
+            ("an empty asset", Box::new(|m| m.asset = String::new())),
+            ("a long symbol", Box::new(|m| m.asset = "S".repeat(65))),
+            ("a space", Box::new(|m| m.asset = "SO L".into())),
+            ("a control byte", Box::new(|m| m.asset = "SOL\u{7}".into())),
+            ("non-ASCII", Box::new(|m| m.asset = "SOLé".into())),
+            (
+                "a bad address",
+                Box::new(|m| m.asset = "solana:not-base58-0OIl".into()),
+            ),
+            (
+                "a text change",
+                Box::new(|m| m.change_24h = Some("lots".into())),
+            ),
+            (
+                "an empty change",
+                Box::new(|m| m.change_24h = Some(String::new())),
+            ),
+        ];
+        let mut refused = 0;
+        for (what, edit) in cases {
+            let mut msg = message(&good);
+            edit(&mut msg);
+            let wire = sign_wire(&msg, &good);
+            let relayed = check(wire.as_bytes(), NOW, &policy()).is_ok();
+            assert_eq!(relayed, parser_takes(&wire), "{what}: {wire}");
+            if !relayed {
+                refused += 1;
+                assert_eq!(
+                    check(wire.as_bytes(), NOW, &policy()),
+                    Err(Rejection::BadPrice),
+                    "{what}"
+                );
+            }
+        }
+        assert!(refused >= 7, "only {refused} refused");
     }
 
     #[test]
