@@ -9,7 +9,7 @@
 //! then writes exactly the journal this run wrote.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use timely::dataflow::{ProbeHandle, StreamVec};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::config::{Config, SinkKind};
+use crate::config::{Config, Secret, SinkKind};
 use crate::dataflow::channel::ChannelFeed;
 use crate::dataflow::graph::{Wiring, WorkerSinks, build};
 use crate::dataflow::ingest::source_operator;
@@ -36,6 +36,7 @@ use crate::sources::{
     ActivatorSlot, LiveClock, Recorder, SourceRegistry, TrackedTokens, birdeye, chain, dexscreener,
     hermes, now_ms,
 };
+use crate::store::Store;
 
 /// The sources this build can always run live (the chain observer only with `chain.rpc_urls`
 /// and `chain.contract_address` set); the mesh joins them when `mesh.enabled`.
@@ -218,6 +219,9 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
     } else {
         (None, None, None)
     };
+    // The HTTP layer's stale cache (and the mesh's state) live in the store whatever the
+    // pipeline writes: a pipeline without the store sink still gets the stale fallback.
+    let cache_store = cache_store(&store, &options.out_dir)?;
     let recorder = match &options.record {
         Some(path) => Some(Arc::new(
             Recorder::create(path, Codec::Zstd, sources.clone())
@@ -258,7 +262,8 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
         };
         let source = emitter.source();
         apis.push(
-            Api::new(spec, &config.http, store.clone()).map_err(|e| setup(source.name(), &e))?,
+            Api::new(spec, &config.http, Some(cache_store.clone()))
+                .map_err(|e| setup(source.name(), &e))?,
         );
     }
     let listen: SocketAddr = config
@@ -282,7 +287,7 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
             Api::new(
                 hermes::provider(&config.hermes),
                 &config.http,
-                store.clone(),
+                Some(cache_store.clone()),
             )
             .map_err(|e| setup("hermes (keeper update data)", &e))?,
         ),
@@ -348,6 +353,10 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
     };
 
     // The sources, the clock, and the server.
+    if options.serve {
+        // Before any source runs: metrics recorded before the recorder exists are lost.
+        let _ = crate::serve::metrics_handle();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("sluice-io")
@@ -356,6 +365,12 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
         .map_err(|e| setup("starting the I/O runtime", &e))?;
     let health = SourceRegistry::default();
     let tracked = TrackedTokens::with_fixed(asset_tokens(config));
+    // A panic's message is printed (log, /health): it must not carry a key.
+    let secrets: Arc<[Secret]> = Arc::from(vec![
+        config.dexscreener.api_key.clone(),
+        config.birdeye.api_key.clone(),
+        config.hermes.api_key.clone(),
+    ]);
     let dataflow_result = runtime.block_on(async {
         let sources_stop = CancellationToken::new();
         let server_stop = CancellationToken::new();
@@ -380,7 +395,7 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
                         health.clone(),
                         tracked.clone(),
                     );
-                    tasks.push(tokio::spawn(task.run(stop)));
+                    tasks.push(spawn_source(source, &health, &secrets, task.run(stop)));
                 }
                 (Source::Birdeye, Some(api)) => {
                     health.register(source, config.birdeye.stale_after_secs, started_ms);
@@ -391,7 +406,7 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
                         health.clone(),
                         tracked.clone(),
                     );
-                    tasks.push(tokio::spawn(task.run(stop)));
+                    tasks.push(spawn_source(source, &health, &secrets, task.run(stop)));
                 }
                 (Source::Hermes, Some(api)) => {
                     health.register(source, config.hermes.stale_after_secs, started_ms);
@@ -405,7 +420,7 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
                     if let Some(hook) = options.hermes_receipts.clone() {
                         task = task.with_receipts(hook);
                     }
-                    tasks.push(tokio::spawn(task.run(stop)));
+                    tasks.push(spawn_source(source, &health, &secrets, task.run(stop)));
                 }
                 (Source::Chain, _) => {
                     let poll = Duration::from_millis(config.chain.poll_interval_ms);
@@ -424,7 +439,7 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
                                 emitter,
                                 health.clone(),
                             );
-                            tasks.push(tokio::spawn(task.run(stop)));
+                            tasks.push(spawn_source(source, &health, &secrets, task.run(stop)));
                         }
                         Err(e) => {
                             error!(error = %e, "chain observer: no RPC endpoint; the run goes without it");
@@ -483,29 +498,23 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
                         .max(config.mesh.provider_fetch_interval_secs.saturating_mul(2)),
                     started_ms,
                 );
-                let mesh_store = match &store {
-                    Some(store) => Ok(store.clone()),
-                    None => open_store(&options.out_dir).map(|(store, _)| store),
-                };
-                match mesh_store {
-                    Ok(mesh_store) => crate::mesh::live::start(
-                        crate::mesh::live::LiveMesh {
-                            config: &config.mesh,
-                            birdeye: &config.birdeye,
-                            http: &config.http,
-                            addresses: config.birdeye.addresses.clone(),
-                            tracked: Some(tracked.clone()),
-                            out_dir: &options.out_dir,
-                        },
-                        mesh_store,
-                        emitter,
-                        health.clone(),
-                    )
-                    .await
-                    .map(Some)
-                    .map_err(|e| setup("the mesh", &e)),
-                    Err(e) => Err(e),
-                }
+                // The one handle: sled allows a single open per directory.
+                crate::mesh::live::start(
+                    crate::mesh::live::LiveMesh {
+                        config: &config.mesh,
+                        birdeye: &config.birdeye,
+                        http: &config.http,
+                        addresses: config.birdeye.addresses.clone(),
+                        tracked: Some(tracked.clone()),
+                        out_dir: &options.out_dir,
+                    },
+                    cache_store.clone(),
+                    emitter,
+                    health.clone(),
+                )
+                .await
+                .map(Some)
+                .map_err(|e| setup("the mesh", &e))
             }
             None => Ok(None),
         };
@@ -561,11 +570,7 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
         // Shutting down, from the edge inwards (also after a failed start).
         info!("stopping: sources first, then the dataflow drains");
         sources_stop.cancel();
-        for task in tasks {
-            if tokio::time::timeout(SOURCE_STOP_GRACE, task).await.is_err() {
-                warn!("a source did not stop in time; abandoning it");
-            }
-        }
+        let mut source_failures = join_sources(tasks, &secrets).await;
         if let Ok(Some(mesh)) = &mesh {
             mesh.stop().await;
         }
@@ -573,10 +578,20 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
         clock.close();
         let joined = tokio::task::spawn_blocking(move || guards.join()).await;
         // The workers are gone, and with them the keeper's inputs: it settles and stops.
-        if let Some(keeper) = keeper
-            && tokio::time::timeout(SOURCE_STOP_GRACE, keeper).await.is_err()
-        {
-            warn!("the keeper did not stop in time; abandoning it");
+        if let Some(keeper) = keeper {
+            match tokio::time::timeout(SOURCE_STOP_GRACE, keeper).await {
+                Err(_) => warn!("the keeper did not stop in time; abandoning it"),
+                // A panic must not pass as a clean stop: the run fails with it.
+                Ok(Err(join)) if join.is_panic() => {
+                    let failure = format!(
+                        "the keeper panicked: {}",
+                        panic_message(join.into_panic().as_ref(), &secrets)
+                    );
+                    error!("{failure}");
+                    source_failures.push(failure);
+                }
+                Ok(_) => {}
+            }
         }
         server_stop.cancel();
         mesh?;
@@ -587,6 +602,10 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
         let joined = joined.map_err(|e| RunError::Dataflow(format!("joining the workers: {e}")))?;
         for result in joined {
             result.map_err(|e| RunError::Dataflow(format!("a worker failed: {e}")))?;
+        }
+        // Everything drained and flushed first: a failed source loses nothing else.
+        if !source_failures.is_empty() {
+            return Err(RunError::Dataflow(source_failures.join("; ")));
         }
         Ok::<(), RunError>(())
     });
@@ -611,6 +630,96 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
         return Err(RunError::Sink(failure.clone()));
     }
     Ok(report)
+}
+
+/// The store for the HTTP layer's stale cache: the pipeline's own, or else one opened under
+/// `out_dir` for the cache alone.
+fn cache_store(store: &Option<Store>, out_dir: &Path) -> Result<Store, RunError> {
+    match store {
+        Some(store) => Ok(store.clone()),
+        None => {
+            let (store, report) = open_store(out_dir)?;
+            if let crate::store::OpenReport::Rebuilt { reason } = &report {
+                warn!(reason = %reason, "state store was corrupt and has been rebuilt");
+            }
+            Ok(store)
+        }
+    }
+}
+
+/// A source task on the runtime. A panic in it is caught here, where the source is known: it
+/// is logged at once with the source's name, the source's state says so (`/health` reports
+/// it), and the task ends with the panic's message for [`join_sources`].
+fn spawn_source<F>(
+    source: Source,
+    health: &SourceRegistry,
+    secrets: &Arc<[Secret]>,
+    task: F,
+) -> SourceTask
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    use futures::FutureExt;
+    let health = health.clone();
+    let secrets = Arc::clone(secrets);
+    let handle = tokio::spawn(async move {
+        match std::panic::AssertUnwindSafe(task).catch_unwind().await {
+            Ok(()) => Ok(()),
+            Err(payload) => {
+                let message = panic_message(payload.as_ref(), &secrets);
+                error!(source = %source, panic = %message, "the {source} source panicked; it no longer runs");
+                health.failure(source, now_ms(), "panicked");
+                health.state(source, &format!("failed: panicked: {message}"));
+                Err(format!("the {source} source panicked: {message}"))
+            }
+        }
+    });
+    SourceTask { source, handle }
+}
+
+/// A running source task.
+struct SourceTask {
+    source: Source,
+    handle: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+/// Waits for every source task (each up to [`SOURCE_STOP_GRACE`]); returns what went wrong
+/// with them: panics (which make the run fail) and aborted tasks.
+async fn join_sources(tasks: Vec<SourceTask>, secrets: &[Secret]) -> Vec<String> {
+    let mut failures = Vec::new();
+    for SourceTask { source, handle } in tasks {
+        match tokio::time::timeout(SOURCE_STOP_GRACE, handle).await {
+            Err(_) => {
+                warn!(source = %source, "the {source} source did not stop in time; abandoning it")
+            }
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(failure))) => failures.push(failure),
+            Ok(Err(join)) => {
+                let failure = if join.is_panic() {
+                    format!(
+                        "the {source} source panicked: {}",
+                        panic_message(join.into_panic().as_ref(), secrets)
+                    )
+                } else {
+                    format!("the {source} source was cancelled")
+                };
+                error!(source = %source, "{failure}");
+                failures.push(failure);
+            }
+        }
+    }
+    failures
+}
+
+/// The text of a panic's payload (a `&str` or a `String`, as `panic!` makes them), cleaned of
+/// `secrets` and URL queries.
+fn panic_message(payload: &(dyn std::any::Any + Send), secrets: &[Secret]) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-text panic payload".to_owned());
+    crate::net::http::redacted(&text, secrets)
 }
 
 /// Waits for `stop`, or for SIGINT/SIGTERM when `signals`.
@@ -642,4 +751,63 @@ async fn wait_for_stop(stop: &CancellationToken, signals: bool) {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_source_is_reported_with_its_name_and_fails_the_join() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let health = SourceRegistry::default();
+        let secrets: Arc<[Secret]> = Arc::from(vec![Secret::new("planted-key-93f1")]);
+        let failures = runtime.block_on(async {
+            let tasks = vec![
+                spawn_source(Source::Dexscreener, &health, &secrets, async {}),
+                spawn_source(Source::Birdeye, &health, &secrets, async {
+                    let shares: Vec<u32> = Vec::new();
+                    // Indexing past the end: the kind of bug that must not pass silently.
+                    let _ = shares[3];
+                }),
+                spawn_source(Source::Hermes, &health, &secrets, async {
+                    panic!("lost with planted-key-93f1 at https://h.example/x?token=planted");
+                }),
+            ];
+            join_sources(tasks, &secrets).await
+        });
+        assert_eq!(failures.len(), 2, "{failures:?}");
+        assert!(
+            failures[0].contains("birdeye source panicked"),
+            "{failures:?}"
+        );
+        assert!(failures[0].contains("index out of bounds"), "{failures:?}");
+        assert!(
+            failures[1].contains("hermes source panicked: lost with"),
+            "{failures:?}"
+        );
+        let birdeye = &health.snapshot()[&Source::Birdeye];
+        assert!(birdeye.state.starts_with("failed"), "{birdeye:?}");
+        let hermes = &health.snapshot()[&Source::Hermes];
+        for text in [&failures[1], &hermes.state] {
+            assert!(!text.contains("planted"), "a secret in {text}");
+        }
+        assert!(!health.snapshot().contains_key(&Source::Dexscreener));
+    }
+
+    #[test]
+    fn the_stale_cache_has_a_store_without_the_store_sink() {
+        let dir = tempfile::tempdir().unwrap();
+        // No pipeline store: one is opened for the cache.
+        let opened = cache_store(&None, dir.path()).unwrap();
+        opened.flush().unwrap();
+        drop(opened);
+        // The pipeline's own store is shared, not opened twice (sled would refuse).
+        let (own, _) = open_store(dir.path()).unwrap();
+        let shared = cache_store(&Some(own.clone()), dir.path()).unwrap();
+        shared.flush().unwrap();
+    }
 }

@@ -815,6 +815,97 @@ fn stale_cache_serves_the_last_good_body_marked_with_its_age() {
     });
 }
 
+#[test]
+fn a_malformed_json_body_is_a_decode_failure_handed_on_but_never_cached() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        current_thread_runtime().block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let server = TestServer::start(|hit| match (hit.path.as_str(), hit.n) {
+                ("/boosts", 1) => Reply::ok("[\"good\"]"),
+                ("/boosts", _) => Reply::ok("[\"cut"),
+                _ => Reply::ok("plain text"),
+            })
+            .await;
+            install_tls_provider();
+            let settings = HttpSettings {
+                retry_attempts: 3,
+                breaker_threshold: 2,
+                breaker_cooldown: Duration::from_secs(30),
+                ..settings()
+            };
+            let api = Api::with_settings(
+                spec(&server.base, fast_bucket()),
+                settings,
+                Some(open_store(dir.path())),
+            )
+            .unwrap();
+            let call = || api.get(Call::new("boosts", "main", "/boosts").json(true));
+
+            let good = call().await.unwrap();
+            assert!(!good.is_malformed());
+
+            // A 2xx that is not JSON: handed on as received (the dataflow reports it), not
+            // retried, a decode error on the status page, one failure for the breaker.
+            let bad = call().await.unwrap();
+            assert_eq!(&bad.body[..], b"[\"cut");
+            assert_eq!(bad.stale, None);
+            let error = bad.malformed.clone().expect("marked malformed");
+            assert_eq!(error.category(), ErrorCategory::Decode);
+            assert_eq!(
+                server.hits_on("/boosts").len(),
+                2,
+                "a decode failure is not retried"
+            );
+            let status = api.status();
+            let boosts = &status.endpoints[0];
+            assert_eq!(boosts.last_error, Some(ErrorCategory::Decode));
+            assert_eq!((boosts.breaker, boosts.consecutive_failures), ("closed", 1));
+
+            // The second opens the breaker; the stale cache then answers with the last *good*
+            // body: the malformed ones were never cached.
+            assert!(call().await.unwrap().is_malformed());
+            assert_eq!(api.status().endpoints[0].breaker, "open");
+            let stale = call().await.unwrap();
+            assert_eq!(&stale.body[..], b"[\"good\"]");
+            assert_eq!(stale.stale_cause, Some(ErrorCategory::BreakerOpen));
+            assert!(!stale.is_malformed());
+            assert_eq!(server.hits_on("/boosts").len(), 3);
+
+            // Without `json(true)` the layer does not look at the body.
+            let text = api.get(Call::new("text", "main", "/text")).await.unwrap();
+            assert!(!text.is_malformed());
+
+            let mut seen = SeenMetrics::default();
+            seen.absorb(&snapshotter);
+            let requests = |endpoint: &str, outcome: &str| {
+                let endpoint = format!("endpoint={endpoint}");
+                let outcome = format!("outcome={outcome}");
+                seen.counter(
+                    "http_requests_total",
+                    &["source=testprov", &endpoint, &outcome],
+                )
+            };
+            assert_eq!(requests("boosts", "decode"), 2);
+            assert_eq!(requests("boosts", "ok"), 1);
+            assert_eq!(requests("text", "ok"), 1);
+            assert_eq!(
+                seen.counter("circuit_breaker_failures_total", &["endpoint=boosts"]),
+                2
+            );
+            assert_eq!(
+                seen.samples(
+                    "http_request_duration_seconds",
+                    &["source=testprov", "endpoint=boosts", "outcome=decode"]
+                ),
+                2
+            );
+            server.stop().await;
+        })
+    });
+}
+
 #[tokio::test]
 async fn the_stale_cache_survives_in_sled() {
     let dir = tempfile::tempdir().unwrap();

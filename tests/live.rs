@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use figment::value::Value;
 use serde_json::Value as Json;
-use sluice::config::{Config, Pipeline};
+use sluice::config::{Config, Pipeline, SinkKind};
 use sluice::dataflow::graph::Wiring;
 use sluice::dataflow::run::{Cluster, RecordingInput, ReplayOptions, RunError};
 use sluice::live::{LiveOptions, LiveReport};
@@ -34,6 +34,7 @@ mod signal;
 
 const BIRDEYE_KEY: &str = "be-live-test-key-5f1c0a";
 const HERMES_KEY: &str = "hermes-live-test-key-9d2e77";
+const DEX_KEY: &str = "dex-live-test-key-0c4b19";
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -152,6 +153,17 @@ impl Stage {
 
     /// Starts a live run writing under `name`, recording, with `workers` workers.
     fn live(&self, config: &Config, name: &str, workers: usize) -> LiveRun {
+        self.live_with(config, Pipeline::default_pipeline().unwrap(), name, workers)
+    }
+
+    /// The same with `pipeline`.
+    fn live_with(
+        &self,
+        config: &Config,
+        pipeline: Pipeline,
+        name: &str,
+        workers: usize,
+    ) -> LiveRun {
         let out = self.dir.path().join(name);
         let recording = self.dir.path().join(format!("{name}.rec"));
         let mut options = LiveOptions::new(out.clone());
@@ -163,7 +175,7 @@ impl Stage {
         options.on_ready = Some(Box::new(move |ready| {
             let _ = ready_tx.send(ready.serve_addr);
         }));
-        let wiring = Wiring::new(config, Pipeline::default_pipeline().unwrap()).unwrap();
+        let wiring = Wiring::new(config, pipeline).unwrap();
         let config = config.clone();
         let thread = std::thread::spawn(move || sluice::live::run(&config, wiring, options));
         let addr = ready_rx
@@ -354,14 +366,112 @@ fn hermes_prices(journal: &[Json]) -> Vec<(String, u64, u64)> {
         .collect()
 }
 
+/// Fails if any (feed, publish time) was journaled twice.
+fn assert_no_publish_time_twice(seen: &[(String, u64, u64)]) {
+    let mut distinct = BTreeSet::new();
+    for (feed, publish, _) in seen {
+        assert!(
+            distinct.insert((feed.clone(), *publish)),
+            "{feed} at {publish} was counted twice"
+        );
+    }
+}
+
+/// The oracle of no lost publish time: every update the venue's stream served between `from_ms`
+/// and `to_ms` (wall time) was journaled, or superseded by a later publish time of its feed,
+/// within `bound_ms` of being served. `offset_ms` is wall time minus venue time. Returns how
+/// many updates were checked.
+fn assert_publish_times_covered(
+    stage: &Stage,
+    seen: &[(String, u64, u64)],
+    offset_ms: i64,
+    (from_ms, to_ms): (u64, u64),
+    bound_ms: i64,
+) -> usize {
+    let mut by_feed: HashMap<&str, Vec<(u64, u64)>> = HashMap::new();
+    for (feed, publish, t) in seen {
+        by_feed.entry(feed).or_default().push((*publish, *t));
+    }
+    let mut checked = 0;
+    for env in envelopes(&stage.recording) {
+        if env.endpoint != Endpoint::HermesStream {
+            continue;
+        }
+        let served = env.t_ms as i64 + offset_ms;
+        if served < from_ms as i64 || served > to_ms as i64 - bound_ms {
+            continue;
+        }
+        let doc: Json = serde_json::from_slice(&env.raw).unwrap();
+        for update in doc["parsed"].as_array().into_iter().flatten() {
+            let feed = update["id"].as_str().unwrap();
+            let publish = update["price"]["publish_time"].as_u64().unwrap() * 1000;
+            let covered = by_feed
+                .get(feed)
+                .into_iter()
+                .flatten()
+                .any(|(p, t)| *p >= publish && (*t as i64) <= served + bound_ms);
+            assert!(
+                covered,
+                "{feed} published at {publish} (served at {served}) was never seen nor superseded"
+            );
+            checked += 1;
+        }
+    }
+    checked
+}
+
+/// `/health` sampled every 250 ms for `span`: (status, body) of each sample.
+fn health_during(stage: &Stage, live: &LiveRun, span: Duration) -> Vec<(u16, Json)> {
+    let until = Instant::now() + span;
+    let mut samples = Vec::new();
+    while Instant::now() < until {
+        samples.push(stage.get(live, "/health"));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    samples
+}
+
+/// The value of the first sample of `name` whose labels contain every `part`.
+fn metric_value(metrics: &str, name: &str, parts: &[&str]) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && parts.iter().all(|p| l.contains(p)))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// The rank of `chain:token` in the journal's last boost snapshot.
+fn last_snapshot_rank(journal: &[Json], chain: &str, token: &str) -> Option<u64> {
+    let snapshot = journal.iter().rev().find(|l| kind(l) == "boost_snapshot")?;
+    snapshot["entries"]
+        .as_array()?
+        .iter()
+        .find(|e| e["chain"] == chain && e["token"] == token)
+        .and_then(|e| e["rank"].as_u64())
+}
+
 // ---------------------------------------------------------------------------------------------
 // A clean run.
 
 #[test]
 fn clean_run_serves_operations_and_its_recording_replays_to_the_same_journal() {
     let stage = Stage::new(1);
-    let config = stage.config(&[]);
+    // The optional DEX Screener key: when configured, it is sent (the venue requires it here).
+    stage.venue().require_dexscreener_key(Some(DEX_KEY.into()));
+    let config = stage.config(&[("dexscreener.api_key", DEX_KEY.into())]);
     let live = stage.live(&config, "clean", 2);
+    // Tests share one process, hence one recorder: counters are compared with their values now.
+    let prices_counted = |stage: &Stage| -> Vec<f64> {
+        let (_, text) = stage.get(&live, "/metrics");
+        let text = text.as_str().unwrap_or_default().to_owned();
+        ["hermes", "dexscreener", "birdeye"]
+            .iter()
+            .map(|source| {
+                let label = format!("source=\"{source}\"");
+                metric_value(&text, "price_updates_total", &[&label]).unwrap_or(0.0)
+            })
+            .collect()
+    };
+    let prices_before = prices_counted(&stage);
     stage.await_health(&live, 200, Duration::from_secs(15));
     eventually(Duration::from_secs(20), "prices from every source", || {
         let journal = live.journal();
@@ -384,6 +494,10 @@ fn clean_run_serves_operations_and_its_recording_replays_to_the_same_journal() {
         assert!(view["envelopes"].as_u64().unwrap() > 0, "{source}: {view}");
     }
     assert_eq!(body["sources"]["hermes"]["state"], "streaming");
+    for source in ["dexscreener", "birdeye", "hermes"] {
+        let view = &body["sources"][source];
+        assert!(view["last_error"].is_null(), "a clean run failed: {view}");
+    }
     assert_eq!(endpoint_status(&body, "boosts")["breaker"], "closed");
     assert!(!body["prices"].as_array().unwrap().is_empty(), "{body}");
     assert!(body["risk"]["tier"].is_string(), "{body}");
@@ -393,12 +507,35 @@ fn clean_run_serves_operations_and_its_recording_replays_to_the_same_journal() {
     // The tracker's metrics of a trending token; a token never seen is a 404.
     let token = top[0]["token"].as_str().unwrap();
     let (chain, address) = token.split_once(':').unwrap();
-    let (status, metrics) = stage.get(&live, &format!("/api/trending/{chain}/{address}"));
-    assert_eq!(status, 200, "{metrics}");
+    // The store lags the journal by up to a flush: ask until both tell the same snapshot.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let before = last_snapshot_rank(&live.journal(), chain, address);
+        let (status, metrics) = stage.get(&live, &format!("/api/trending/{chain}/{address}"));
+        assert_eq!(status, 200, "{metrics}");
+        let after = last_snapshot_rank(&live.journal(), chain, address);
+        if before.is_some() && before == after && metrics["current_rank"].as_u64() == after {
+            break metrics;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{token}: the tracker says {metrics}, the last snapshot rank {after:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(metrics["is_trending"], true, "{metrics}");
     assert!(
-        metrics["current_rank"].is_u64() || metrics.is_object(),
+        metrics["velocity"].is_string() || metrics["velocity"].is_number(),
         "{metrics}"
     );
+    let events = metrics["recent_events"].as_array().unwrap();
+    assert!(!events.is_empty(), "{metrics}");
+    let times: Vec<u64> = events.iter().map(|e| e["t_ms"].as_u64().unwrap()).collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "oldest first: {metrics}"
+    );
+    assert!(events.iter().all(|e| e["kind"].is_string()), "{metrics}");
     let (status, _) = stage.get(
         &live,
         "/api/trending/solana/So11111111111111111111111111111111111111111",
@@ -412,6 +549,7 @@ fn clean_run_serves_operations_and_its_recording_replays_to_the_same_journal() {
         "circuit_breaker_state",
         "circuit_breaker_consecutive_failures",
         "circuit_breaker_success_ratio",
+        "circuit_breaker_failures_total",
         "price_updates_total",
         "sse_connection_status",
         "last_update_age_seconds",
@@ -420,7 +558,39 @@ fn clean_run_serves_operations_and_its_recording_replays_to_the_same_journal() {
     ] {
         assert!(text.contains(name), "/metrics lacks {name}:\n{text}");
     }
-    // (Values are not checked here: tests share one process, hence one metrics recorder.)
+    // This run's prices are counted, by source.
+    eventually(
+        Duration::from_secs(10),
+        "prices counted for every source",
+        || {
+            prices_counted(&stage)
+                .iter()
+                .zip(&prices_before)
+                .all(|(now, before)| now > before)
+        },
+    );
+    for source in ["hermes", "dexscreener", "birdeye"] {
+        let label = format!("source=\"{source}\"");
+        let age = metric_value(&text, "last_update_age_seconds", &[&label])
+            .unwrap_or_else(|| panic!("no last_update_age_seconds for {source}:\n{text}"));
+        assert!(
+            (0.0..5.0).contains(&age),
+            "{source} last update {age} s ago"
+        );
+    }
+    assert_eq!(
+        metric_value(&text, "sse_connection_status", &["source=\"hermes\""]),
+        Some(1.0),
+        "the stream is connected:\n{text}"
+    );
+    assert!(
+        has_series(
+            &text,
+            "http_requests_total",
+            &["hermes_stream", "outcome=\"ok\""]
+        ),
+        "the stream connect is counted:\n{text}"
+    );
     for name in monitoring::metrics_named(&["alerts.yml", "grafana-dashboard.json"]) {
         assert!(
             text.lines().any(|l| l.starts_with(&name)),
@@ -432,6 +602,22 @@ fn clean_run_serves_operations_and_its_recording_replays_to_the_same_journal() {
     assert!(report.stats.envelopes.values().sum::<u64>() > 0);
     let live_journal = std::fs::read(&report.journal).unwrap();
     assert!(!live_journal.is_empty());
+    // Clean input, clean outcome: nothing invalid, nothing failed.
+    for line in journal_lines(&live_journal) {
+        let kind = kind(&line);
+        assert!(
+            kind != "invalid_input" && !kind.contains("error") && !kind.contains("fail"),
+            "a clean run journaled {line}"
+        );
+    }
+    let dex = stage.venue().stats();
+    assert!(dex.endpoints["dexscreener/boosts"].status(200) > 0);
+    assert_eq!(
+        dex.endpoints["dexscreener/boosts"].status(401),
+        0,
+        "the key was sent"
+    );
+    assert_eq!(dex.endpoints["dexscreener/tokens"].status(401), 0);
     let recorded = report.recording.unwrap();
     for workers in [1, 2] {
         let replayed = stage.replay(&config, &recorded, workers);
@@ -517,6 +703,38 @@ fn dexscreener_429_storm_opens_the_breaker_serves_stale_and_recovers() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// A pipeline without the store sink still has the stale cache (the store is opened for it).
+
+#[test]
+fn without_the_store_sink_a_failing_endpoint_still_serves_the_stale_cache() {
+    let stage = Stage::new(1);
+    let config = stage.config(&[]);
+    let mut pipeline = Pipeline::default_pipeline().unwrap();
+    pipeline.sinks.retain(|sink| *sink != SinkKind::Store);
+    assert!(!pipeline.sinks.is_empty());
+    let live = stage.live_with(&config, pipeline, "nostore", 1);
+    stage.await_health(&live, 200, Duration::from_secs(15));
+    eventually(Duration::from_secs(10), "a first good boost list", || {
+        let (_, status) = stage.get(&live, "/status");
+        status
+            .to_string()
+            .contains("\"endpoint\":\"dexscreener_boosts\"")
+            && endpoint_status(&status, "boosts")["cache_age_ms"].is_u64()
+    });
+    stage.faults("dexscreener:error_rate=1,status=503");
+    eventually(Duration::from_secs(15), "stale boosts served", || {
+        let (_, status) = stage.get(&live, "/status");
+        endpoint_status(&status, "boosts")["serving_stale"] == true
+            && status["sources"]["dexscreener"]["state"] == "stale-cache"
+    });
+    // The run keeps no state store of its own: /status shows no trending from the cache's.
+    let (_, status) = stage.get(&live, "/status");
+    assert!(status.get("trending_top").is_none(), "{status}");
+    let report = live.stop();
+    assert!(report.store.is_none());
+}
+
+// ---------------------------------------------------------------------------------------------
 // Birdeye: 5xx bursts, then timeouts; the breaker opens, half-opens, and closes on recovery.
 
 #[test]
@@ -525,12 +743,52 @@ fn birdeye_5xx_bursts_and_timeouts_trip_the_breaker_and_recover() {
     let config = stage.config(&[("http.timeout_ms", 300u64.into())]);
     let live = stage.live(&config, "birdeye", 1);
     stage.await_health(&live, 200, Duration::from_secs(15));
+    eventually(Duration::from_secs(10), "a first Birdeye price", || {
+        live.journal()
+            .iter()
+            .any(|l| kind(l) == "price" && l["source"] == "birdeye")
+    });
+
+    // Intermittent: half the calls fail; retries carry most of them, prices keep coming.
+    stage.faults("birdeye:error_rate=0.5,status=503");
+    let flaky_ms = now_ms();
+    eventually(
+        Duration::from_secs(15),
+        "Birdeye prices through intermittent 5xx",
+        || {
+            let stats = stage.venue().stats();
+            stats.endpoints["birdeye/multi_price"].status(503) >= 3
+                && live
+                    .journal()
+                    .iter()
+                    .filter(|l| kind(l) == "price" && l["source"] == "birdeye" && t(l) > flaky_ms)
+                    .count()
+                    >= 2
+        },
+    );
+    let (_, metrics) = stage.get(&live, "/metrics");
+    let metrics = metrics.as_str().unwrap().to_owned();
+    assert!(
+        has_series(&metrics, "http_retries_total", &["\"birdeye\""]),
+        "intermittent failures are retried:\n{metrics}"
+    );
 
     stage.faults("birdeye:error_rate=1,status=503");
     let body = stage.await_health(&live, 503, Duration::from_secs(15));
     assert!(
         body["reasons"].to_string().contains("multi_price"),
         "{body}"
+    );
+    let down_ms = now_ms();
+    // The last good prices are served from the stale cache, and never handed over as new.
+    eventually(
+        Duration::from_secs(10),
+        "Birdeye stale cache in use",
+        || {
+            let (_, status) = stage.get(&live, "/status");
+            endpoint_status(&status, "multi_price")["serving_stale"] == true
+                && status["sources"]["birdeye"]["state"] == "stale-cache"
+        },
     );
 
     stage.faults("birdeye:timeout_rate=1");
@@ -565,6 +823,16 @@ fn birdeye_5xx_bursts_and_timeouts_trip_the_breaker_and_recover() {
     let stats = stage.venue().stats();
     let multi = &stats.endpoints["birdeye/multi_price"];
     assert!(multi.statuses[&503] > 0, "{multi:?}");
+    let handed_while_down: Vec<u64> = envelopes(report.recording.as_ref().unwrap())
+        .iter()
+        .filter(|e| e.endpoint == Endpoint::BirdeyeMultiPrice)
+        .map(|e| e.t_ms)
+        .filter(|t| *t > down_ms && *t < cleared_ms)
+        .collect();
+    assert!(
+        handed_while_down.is_empty(),
+        "a stale Birdeye body reached the dataflow at {handed_while_down:?}"
+    );
     let replayed = stage.replay(&config, report.recording.as_ref().unwrap(), 2);
     assert!(replayed == std::fs::read(&report.journal).unwrap());
 }
@@ -583,11 +851,18 @@ fn hermes_stream_drops_fail_over_to_polling_without_losing_or_repeating_a_publis
     // wall time v + offset.
     let offset = now_ms() as i64 - stage.venue().venue_time_ms() as i64;
     let started = now_ms();
-    std::thread::sleep(Duration::from_secs(6));
+    let mut health = health_during(&stage, &live, Duration::from_secs(6));
     // Then Hermes' own close (its 24-hour limit, here after 2 s): an `event:error`, then EOF.
     stage.faults("hermes/stream:max_stream=2s");
-    std::thread::sleep(Duration::from_secs(6));
+    health.extend(health_during(&stage, &live, Duration::from_secs(6)));
     let stopped = now_ms();
+    // Polling covers every outage, so the run is healthy throughout, and says so.
+    for (status, body) in &health {
+        assert_eq!(
+            *status, 200,
+            "unhealthy while polling covered the stream: {body}"
+        );
+    }
     let report = live.stop();
 
     let stream = &stage.venue().stats().endpoints["hermes/stream"];
@@ -602,49 +877,68 @@ fn hermes_stream_drops_fail_over_to_polling_without_losing_or_repeating_a_publis
 
     let journal = journal_lines(&std::fs::read(&report.journal).unwrap());
     let seen = hermes_prices(&journal);
-    let mut distinct = BTreeSet::new();
-    for (feed, publish, _) in &seen {
-        assert!(
-            distinct.insert((feed.clone(), *publish)),
-            "{feed} at {publish} was counted twice"
-        );
-    }
-
-    // Oracle: every publish time the venue served in the run's window (less the margins) was
-    // seen, or superseded by a later one, within a bound of being served.
-    let bound_ms = 2_500i64;
-    let mut by_feed: HashMap<&str, Vec<(u64, u64)>> = HashMap::new();
-    for (feed, publish, t) in &seen {
-        by_feed.entry(feed).or_default().push((*publish, *t));
-    }
-    let mut checked = 0;
-    for env in envelopes(&stage.recording) {
-        if env.endpoint != Endpoint::HermesStream {
-            continue;
-        }
-        let served = env.t_ms as i64 + offset;
-        if served < started as i64 + 2_000 || served > stopped as i64 - bound_ms {
-            continue;
-        }
-        let doc: Json = serde_json::from_slice(&env.raw).unwrap();
-        for update in doc["parsed"].as_array().into_iter().flatten() {
-            let feed = update["id"].as_str().unwrap();
-            let publish = update["price"]["publish_time"].as_u64().unwrap() * 1000;
-            let covered = by_feed
-                .get(feed)
-                .into_iter()
-                .flatten()
-                .any(|(p, t)| *p >= publish && (*t as i64) <= served + bound_ms);
-            assert!(
-                covered,
-                "{feed} published at {publish} (served at {served}) was never seen nor superseded"
-            );
-            checked += 1;
-        }
-    }
+    assert_no_publish_time_twice(&seen);
+    let checked =
+        assert_publish_times_covered(&stage, &seen, offset, (started + 2_000, stopped), 2_500);
     assert!(checked > 50, "only {checked} updates checked");
 
     let replayed = stage.replay(&config, report.recording.as_ref().unwrap(), 2);
+    assert!(replayed == std::fs::read(&report.journal).unwrap());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hermes: the stream goes silent with the connection held open; the watchdog gives up on it,
+// polling covers, the stream comes back; no publish time is lost or counted twice.
+
+#[test]
+fn hermes_stream_stalls_trip_the_watchdog_and_polling_covers_every_publish_time() {
+    let stage = Stage::new(1);
+    let watchdog_secs = 1u64;
+    let config = stage.config(&[("hermes.watchdog_secs", watchdog_secs.into())]);
+    let live = stage.live(&config, "stalls", 1);
+    stage.await_health(&live, 200, Duration::from_secs(15));
+    let offset = now_ms() as i64 - stage.venue().venue_time_ms() as i64;
+    let started = now_ms();
+    // Every stream (the open one included) goes silent 2 s after it opened: no event, no
+    // keep-alive, the connection open.
+    stage.faults("hermes/stream:stall_after=2s");
+    let health = health_during(&stage, &live, Duration::from_secs(10));
+    let stopped = now_ms();
+    let (_, status) = stage.get(&live, "/status");
+    for (code, body) in &health {
+        assert_eq!(
+            *code, 200,
+            "unhealthy while polling covered the stall: {body}"
+        );
+    }
+    let report = live.stop();
+
+    let stream = &stage.venue().stats().endpoints["hermes/stream"];
+    assert!(stream.sse_stalled >= 2, "{stream:?}");
+    assert!(
+        stream.sse_opened >= 3,
+        "the watchdog reconnected: {stream:?}"
+    );
+    let last_error = status["sources"]["hermes"]["last_error"].to_string();
+    assert!(
+        last_error.contains("no event or keep-alive"),
+        "the watchdog's reason: {status}"
+    );
+    let polled = envelopes(report.recording.as_ref().unwrap())
+        .iter()
+        .filter(|e| e.endpoint == Endpoint::HermesLatest)
+        .count();
+    assert!(polled > 0, "the stream stalled but REST was never polled");
+
+    let journal = journal_lines(&std::fs::read(&report.journal).unwrap());
+    let seen = hermes_prices(&journal);
+    assert_no_publish_time_twice(&seen);
+    // A stall is noticed a watchdog late; polling then covers it at once.
+    let bound_ms = (watchdog_secs * 1000 + 1_500) as i64;
+    let checked =
+        assert_publish_times_covered(&stage, &seen, offset, (started + 1_000, stopped), bound_ms);
+    assert!(checked > 50, "only {checked} updates checked");
+    let replayed = stage.replay(&config, report.recording.as_ref().unwrap(), 1);
     assert!(replayed == std::fs::read(&report.journal).unwrap());
 }
 
@@ -680,6 +974,23 @@ fn malformed_bodies_are_journaled_and_the_flow_goes_on() {
                 && priced.len() == 3
         },
     );
+    // A malformed 2xx is a decode failure: counted, and it trips the breaker; /health says so.
+    let (_, metrics) = stage.get(&live, "/metrics");
+    let metrics = metrics.as_str().unwrap().to_owned();
+    for source in ["\"dexscreener\"", "\"birdeye\""] {
+        assert!(
+            has_series(
+                &metrics,
+                "http_requests_total",
+                &[source, "outcome=\"decode\""]
+            ),
+            "no {source} decode outcome counted:\n{metrics}"
+        );
+    }
+    stage.await_reason(&live, "circuit breaker", Duration::from_secs(20));
+    // Clean bodies again: the breakers close and the run is healthy.
+    stage.faults("");
+    stage.await_health(&live, 200, Duration::from_secs(20));
     let report = live.stop();
     let replayed = stage.replay(&config, report.recording.as_ref().unwrap(), 1);
     assert!(replayed == std::fs::read(&report.journal).unwrap());
@@ -706,6 +1017,25 @@ fn hermes_down_makes_the_source_stale_and_health_says_so() {
         status["sources"]["hermes"]["last_error"].is_string(),
         "{status}"
     );
+    // The refused stream connects are counted like the layer's requests, with their latency.
+    let (_, metrics) = stage.get(&live, "/metrics");
+    let metrics = metrics.as_str().unwrap().to_owned();
+    assert!(
+        has_series(
+            &metrics,
+            "http_requests_total",
+            &["endpoint=\"hermes_stream\"", "outcome=\"http_5xx\""]
+        ),
+        "{metrics}"
+    );
+    assert!(
+        has_series(
+            &metrics,
+            "http_request_duration_seconds_count",
+            &["endpoint=\"hermes_stream\"", "outcome=\"http_5xx\""]
+        ),
+        "{metrics}"
+    );
     stage.faults("");
     stage.await_health(&live, 200, Duration::from_secs(20));
     // Polling may bring the source back before the stream reconnects; then the stream does.
@@ -720,13 +1050,23 @@ fn hermes_down_makes_the_source_stale_and_health_says_so() {
 // Secrets: `sluice run` as an operator runs it, debug logs in JSON, the keys from the
 // environment; no output carries them. SIGTERM stops it whole.
 
-#[test]
-fn planted_keys_never_reach_logs_status_metrics_journal_or_recording() {
-    let stage = Stage::new(1);
+/// `sluice run` as an operator runs it: a config file with short intervals, the venue's base
+/// URLs and the keys from the environment.
+struct CliRun {
+    child: std::process::Child,
+    addr: SocketAddr,
+    /// Everything the child writes to stderr, once it has exited.
+    stderr: JoinHandle<Vec<u8>>,
+    out: PathBuf,
+    recording: PathBuf,
+    config_file: PathBuf,
+}
+
+fn spawn_cli(stage: &Stage, name: &str, rust_log: &str, extra_env: &[(&str, &str)]) -> CliRun {
     let venue = stage.venue();
-    let out = stage.dir.path().join("cli");
-    let recording = stage.dir.path().join("cli.rec");
-    let config_file = stage.dir.path().join("live.toml");
+    let out = stage.dir.path().join(name);
+    let recording = stage.dir.path().join(format!("{name}.rec"));
+    let config_file = stage.dir.path().join(format!("{name}.toml"));
     let feeds: Vec<String> = stage.feeds.iter().map(|f| format!("{f:?}")).collect();
     std::fs::write(
         &config_file,
@@ -738,7 +1078,6 @@ fn planted_keys_never_reach_logs_status_metrics_journal_or_recording() {
         ),
     )
     .unwrap();
-    let dex_key = "dex-live-test-key-77aa01";
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["--log-format", "json", "run", "--config"])
         .arg(&config_file)
@@ -746,13 +1085,13 @@ fn planted_keys_never_reach_logs_status_metrics_journal_or_recording() {
         .arg(&out)
         .arg("--record")
         .arg(&recording)
-        .env("RUST_LOG", "debug")
+        .env("RUST_LOG", rust_log)
         .env("SLUICE__DEXSCREENER__BASE_URL", venue.dexscreener_url())
         .env("SLUICE__BIRDEYE__BASE_URL", venue.birdeye_url())
         .env("SLUICE__HERMES__BASE_URL", venue.hermes_url())
-        .env("DEX_SCREENER_API_KEY", dex_key)
         .env("BIRDEYE_API_KEY", BIRDEYE_KEY)
         .env("HERMES_API_KEY", HERMES_KEY)
+        .envs(extra_env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -785,6 +1124,28 @@ fn planted_keys_never_reach_logs_status_metrics_journal_or_recording() {
         .unwrap()
         .parse()
         .unwrap();
+    CliRun {
+        child,
+        addr,
+        stderr: reader,
+        out,
+        recording,
+        config_file,
+    }
+}
+
+#[test]
+fn planted_keys_never_reach_logs_status_metrics_journal_or_recording() {
+    let stage = Stage::new(1);
+    let dex_key = "dex-live-test-key-77aa01";
+    let CliRun {
+        mut child,
+        addr,
+        stderr: reader,
+        out,
+        recording,
+        config_file,
+    } = spawn_cli(&stage, "cli", "debug", &[("DEX_SCREENER_API_KEY", dex_key)]);
     let client = reqwest::Client::new();
     let fetch = |path: &str| -> String {
         stage.rt.block_on(async {
@@ -856,6 +1217,47 @@ fn planted_keys_never_reach_logs_status_metrics_journal_or_recording() {
     let config = Config::load(Some(&config_file), &[]).unwrap();
     let replayed = stage.replay(&config, &recording, 1);
     assert!(replayed == std::fs::read(out.join("journal.jsonl")).unwrap());
+}
+
+// ---------------------------------------------------------------------------------------------
+// SIGINT (Ctrl-C at a terminal) stops `sluice run` as gracefully as SIGTERM: exit 0, the
+// recording closed whole, its replay the journal the run wrote.
+
+#[test]
+fn sigint_stops_sluice_run_gracefully_and_its_recording_replays() {
+    let stage = Stage::new(1);
+    let mut run = spawn_cli(&stage, "sigint", "info", &[]);
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/status", run.addr);
+    eventually(Duration::from_secs(20), "a healthy run with data", || {
+        let status: Json = stage.rt.block_on(async {
+            let response = client.get(&url).send().await.unwrap();
+            serde_json::from_str(&response.text().await.unwrap()).unwrap()
+        });
+        status["healthy"] == true
+            && ["dexscreener", "birdeye", "hermes"]
+                .iter()
+                .all(|s| status["sources"][s]["envelopes"].as_u64().unwrap_or(0) > 0)
+    });
+
+    signal::send(&run.child, "INT");
+    let exit = run.child.wait().unwrap();
+    assert!(exit.success(), "sluice run exited with {exit} on SIGINT");
+    let stderr = String::from_utf8_lossy(&run.stderr.join().unwrap()).into_owned();
+    assert!(
+        stderr.contains("SIGINT"),
+        "the stop was not logged:\n{stderr}"
+    );
+    let journal = std::fs::read(run.out.join("journal.jsonl")).unwrap();
+    // Closed whole: read to its end without error, with what every source delivered.
+    let recorded: BTreeSet<_> = envelopes(&run.recording)
+        .iter()
+        .map(|e| e.endpoint.source())
+        .collect();
+    assert_eq!(recorded.len(), 3, "{recorded:?}");
+    let config = Config::load(Some(&run.config_file), &[]).unwrap();
+    let replayed = stage.replay(&config, &run.recording, 1);
+    assert!(replayed == journal, "the replay differs from the journal");
 }
 
 // ---------------------------------------------------------------------------------------------

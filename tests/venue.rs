@@ -396,6 +396,37 @@ async fn dexscreener_tokens_are_filtered_by_base_address() {
 }
 
 #[tokio::test]
+async fn dexscreener_can_require_the_optional_key() {
+    let (venue, _dir) = venue(options(1.0)).await;
+    let client = client();
+    let boosts = format!("{}/token-boosts/top/v1", venue.dexscreener_url());
+    let tokens = format!("{}/tokens/v1/solana/{TOKEN_A}", venue.dexscreener_url());
+    let with_key = |url: &str, key: &str| client.get(url).header("X-API-KEY", key).send();
+
+    // The public API needs none: not required unless asked.
+    assert_eq!(get(&client, &boosts).await.0, StatusCode::OK);
+
+    venue.require_dexscreener_key(Some("dex-key-1".into()));
+    let (status, body) = get(&client, &boosts).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body.contains("Unauthorized"), "{body}");
+    assert_eq!(get(&client, &tokens).await.0, StatusCode::UNAUTHORIZED);
+    let wrong = with_key(&boosts, "dex-key-2").await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    for url in [&boosts, &tokens] {
+        let right = with_key(url, "dex-key-1").await.unwrap();
+        assert_eq!(right.status(), StatusCode::OK, "{url}");
+    }
+
+    venue.require_dexscreener_key(None);
+    assert_eq!(get(&client, &boosts).await.0, StatusCode::OK);
+    let stats = venue.stats();
+    assert_eq!(stats.endpoint(Endpoint::DexscreenerBoosts).status(401), 2);
+    assert_eq!(stats.endpoint(Endpoint::DexscreenerTokens).status(401), 1);
+    venue.shutdown().await;
+}
+
+#[tokio::test]
 async fn birdeye_prices_by_address_and_chain_with_key() {
     let (venue, _dir) = venue(VenueOptions {
         birdeye_api_key: Some("secret".into()),
@@ -1030,6 +1061,54 @@ async fn a_drop_every_set_later_cuts_a_stream_already_open() {
         venue.stats().endpoint(Endpoint::HermesStream).sse_dropped,
         1
     );
+    venue.shutdown().await;
+}
+
+#[tokio::test]
+async fn sse_stall_after_goes_silent_with_the_connection_held_open() {
+    let (venue, _dir) = venue(VenueOptions {
+        faults: faults("hermes/stream:stall_after=200ms"),
+        keepalive: Duration::from_millis(40),
+        ..options(1.0)
+    })
+    .await;
+    let client = client();
+    let url = format!("{}/v2/updates/price/stream?ids[]={BTC}", venue.hermes_url());
+    let started = Instant::now();
+    let mut sse = open_stream(&client, &url).await;
+    // Keep-alives until the stall, then nothing at all: not a byte, not the end.
+    let silence = Duration::from_millis(500);
+    let mut frames = 0;
+    loop {
+        match tokio::time::timeout(silence, sse.next(Duration::from_secs(10))).await {
+            Ok(Frame::Text(_)) => frames += 1,
+            Ok(other) => panic!("the stalled stream ended: {other:?}"),
+            Err(_) => break,
+        }
+    }
+    let silent_from = started.elapsed() - silence;
+    assert!(frames >= 2, "{frames} frames before the stall");
+    assert!(
+        silent_from >= Duration::from_millis(150) && silent_from < Duration::from_millis(400),
+        "silent from {silent_from:?}"
+    );
+    assert!(
+        tokio::time::timeout(
+            Duration::from_millis(300),
+            sse.next(Duration::from_secs(10))
+        )
+        .await
+        .is_err(),
+        "still silent"
+    );
+    let stream = venue.stats().endpoint(Endpoint::HermesStream);
+    assert_eq!(
+        (stream.sse_stalled, stream.sse_active),
+        (1, 1),
+        "{stream:?}"
+    );
+    assert_eq!(stream.sse_dropped, 0);
+    // Shutting down ends it.
     venue.shutdown().await;
 }
 

@@ -83,9 +83,89 @@ pub struct DexscreenerConfig {
     pub stale_after_secs: u64,
 }
 
+/// A Birdeye account tier (docs.birdeye.so, rate limiting): the per-account limits it
+/// allows, used as the defaults of `birdeye.requests_per_second` and
+/// `birdeye.requests_per_minute`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BirdeyeTier {
+    /// Free: 1 request per second.
+    #[default]
+    Standard,
+    /// 15 requests per second.
+    Starter,
+    /// 50 requests per second, 1000 per minute.
+    Premium,
+    /// 100 requests per second, 1500 per minute.
+    Business,
+    /// Custom limits: `requests_per_second` must be set.
+    Enterprise,
+}
+
+impl BirdeyeTier {
+    /// The tier's (requests per second, requests per minute); `None` where it has no such
+    /// limit, or sets none of its own (enterprise).
+    pub fn limits(self) -> (Option<u32>, Option<u32>) {
+        match self {
+            BirdeyeTier::Standard => (Some(1), None),
+            BirdeyeTier::Starter => (Some(15), None),
+            BirdeyeTier::Premium => (Some(50), Some(1000)),
+            BirdeyeTier::Business => (Some(100), Some(1500)),
+            BirdeyeTier::Enterprise => (None, None),
+        }
+    }
+}
+
+/// `[birdeye]` as written: the rate limits may be left to the tier.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BirdeyeConfigFile {
+    base_url: String,
+    #[serde(default)]
+    api_key: Secret,
+    chain: String,
+    poll_interval_secs: u64,
+    #[serde(default)]
+    tier: BirdeyeTier,
+    requests_per_second: Option<u32>,
+    requests_per_minute: Option<u32>,
+    #[serde(default)]
+    addresses: Vec<String>,
+    include_trending: bool,
+    stale_after_secs: u64,
+}
+
+impl TryFrom<BirdeyeConfigFile> for BirdeyeConfig {
+    type Error = String;
+
+    fn try_from(file: BirdeyeConfigFile) -> Result<Self, String> {
+        let (tier_rps, tier_rpm) = file.tier.limits();
+        // An explicit limit wins over the tier's (an account with a negotiated limit, or a
+        // deliberately lower pace to save compute units).
+        let requests_per_second = file.requests_per_second.or(tier_rps).ok_or_else(|| {
+            format!(
+                "birdeye.tier = {:?} has no preset limits: set birdeye.requests_per_second",
+                file.tier
+            )
+        })?;
+        Ok(BirdeyeConfig {
+            base_url: file.base_url,
+            api_key: file.api_key,
+            chain: file.chain,
+            poll_interval_secs: file.poll_interval_secs,
+            tier: file.tier,
+            requests_per_second,
+            requests_per_minute: file.requests_per_minute.or(tier_rpm),
+            addresses: file.addresses,
+            include_trending: file.include_trending,
+            stale_after_secs: file.stale_after_secs,
+        })
+    }
+}
+
 /// Birdeye: token prices, by `multi_price`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "BirdeyeConfigFile")]
 pub struct BirdeyeConfig {
     /// API root.
     pub base_url: String,
@@ -96,8 +176,13 @@ pub struct BirdeyeConfig {
     pub chain: String,
     /// How often prices are fetched (s).
     pub poll_interval_secs: u64,
-    /// Requests per second the account's tier allows.
+    /// The account's tier: the default of the two limits below.
+    pub tier: BirdeyeTier,
+    /// Requests per second the account allows (default: the tier's).
     pub requests_per_second: u32,
+    /// Requests per minute the account allows, if the tier caps them (default: the tier's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u32>,
     /// Addresses always priced, besides configured assets' tokens on `chain`.
     #[serde(default)]
     pub addresses: Vec<String>,
@@ -177,6 +262,9 @@ impl BirdeyeConfig {
         if self.requests_per_second == 0 {
             return Err(("requests_per_second", "must be at least 1".into()));
         }
+        if self.requests_per_minute == Some(0) {
+            return Err(("requests_per_minute", "must be at least 1".into()));
+        }
         Ok(())
     }
 }
@@ -224,5 +312,72 @@ fn check_url(key: &'static str, url: &str) -> Result<(), Problem> {
             key,
             format!("{url:?} must be an http(s) URL without a trailing slash"),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use figment::value::Value;
+
+    fn birdeye(overrides: &[(&str, Value)]) -> Result<BirdeyeConfig, String> {
+        Config::load(None, overrides)
+            .map(|config| config.birdeye)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_tier_presets_the_birdeye_limits_and_explicit_ones_win() {
+        let default = birdeye(&[]).unwrap();
+        assert_eq!(default.tier, BirdeyeTier::Standard);
+        assert_eq!(
+            (default.requests_per_second, default.requests_per_minute),
+            (1, None)
+        );
+
+        let premium = birdeye(&[("birdeye.tier", "premium".into())]).unwrap();
+        assert_eq!(
+            (premium.requests_per_second, premium.requests_per_minute),
+            (50, Some(1000))
+        );
+        let business = birdeye(&[("birdeye.tier", "business".into())]).unwrap();
+        assert_eq!(
+            (business.requests_per_second, business.requests_per_minute),
+            (100, Some(1500))
+        );
+        let starter = birdeye(&[("birdeye.tier", "starter".into())]).unwrap();
+        assert_eq!(
+            (starter.requests_per_second, starter.requests_per_minute),
+            (15, None)
+        );
+
+        let overridden = birdeye(&[
+            ("birdeye.tier", "premium".into()),
+            ("birdeye.requests_per_second", 20u64.into()),
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                overridden.requests_per_second,
+                overridden.requests_per_minute
+            ),
+            (20, Some(1000))
+        );
+
+        let error = birdeye(&[("birdeye.tier", "enterprise".into())]).unwrap_err();
+        assert!(error.contains("requests_per_second"), "{error}");
+        let custom = birdeye(&[
+            ("birdeye.tier", "enterprise".into()),
+            ("birdeye.requests_per_second", 500u64.into()),
+            ("birdeye.requests_per_minute", 20000u64.into()),
+        ])
+        .unwrap();
+        assert_eq!(
+            (custom.requests_per_second, custom.requests_per_minute),
+            (500, Some(20000))
+        );
+        assert!(birdeye(&[("birdeye.tier", "platinum".into())]).is_err());
+        assert!(birdeye(&[("birdeye.requests_per_minute", 0u64.into())]).is_err());
     }
 }

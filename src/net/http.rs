@@ -19,6 +19,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A call marked [`Call::json`] has its 2xx body checked for JSON syntax: one that is not (a
+//! proxy's error page, a cut body) is the `decode` outcome, a failure for the breaker, and is
+//! never cached, yet it is still returned (see [`Fetched::malformed`]) so that the dataflow
+//! reports it as invalid input and a replay sees exactly what the live run saw.
+//!
 //! What is printed anywhere (errors, logs, metric labels, status) names the provider and the
 //! endpoint, never the URL: API keys travel only in headers built from [`Secret`]s, and every
 //! detail text is cleaned of those values and of URL queries.
@@ -157,6 +162,9 @@ pub struct Call<'a> {
     /// Whether a failed call may be answered from the stale cache (and whether a good
     /// response is stored for that).
     pub use_stale: bool,
+    /// Whether a 2xx body must be JSON. One that is not is a `decode` outcome: a failure for
+    /// the breaker, never cached, yet still handed to the caller (see [`Fetched::malformed`]).
+    pub expect_json: bool,
 }
 
 impl<'a> Call<'a> {
@@ -169,6 +177,8 @@ impl<'a> Call<'a> {
             headers: &[],
             priority: Priority::Medium,
             use_stale: true,
+            // Off unless asked: the layer itself does not know what an endpoint answers.
+            expect_json: false,
         }
     }
 
@@ -187,6 +197,12 @@ impl<'a> Call<'a> {
     /// The same call, with or without the stale-cache fallback.
     pub fn use_stale(mut self, use_stale: bool) -> Self {
         self.use_stale = use_stale;
+        self
+    }
+
+    /// The same call, checking (or not) that a 2xx body is JSON.
+    pub fn json(mut self, expect_json: bool) -> Self {
+        self.expect_json = expect_json;
         self
     }
 }
@@ -210,12 +226,22 @@ pub struct Fetched {
     pub provider: &'static str,
     /// The endpoint name of the call.
     pub endpoint: String,
+    /// Set when the call expected JSON and this fresh body is not: the `decode` error. The
+    /// body is still here because it is what the upstream said, and the dataflow reports it
+    /// as invalid input (so live and replay agree, and nothing received is lost); it was not
+    /// cached and it counted as a failure for the endpoint's breaker.
+    pub malformed: Option<FetchError>,
 }
 
 impl Fetched {
     /// True when served from the stale cache.
     pub fn is_stale(&self) -> bool {
         self.stale.is_some()
+    }
+
+    /// True when the call expected JSON and the body is not.
+    pub fn is_malformed(&self) -> bool {
+        self.malformed.is_some()
     }
 
     /// The body as JSON; a failure is a [`ErrorCategory::Decode`] error.
@@ -369,6 +395,7 @@ struct Prepared<'a> {
     body: Option<Bytes>,
     bucket: Arc<Bucket>,
     priority: Priority,
+    expect_json: bool,
 }
 
 /// A fresh response.
@@ -376,6 +403,8 @@ struct Fresh {
     status: u16,
     body: Bytes,
     received_ms: u64,
+    /// The body should have been JSON and is not.
+    malformed: Option<FetchError>,
 }
 
 impl Api {
@@ -525,6 +554,18 @@ impl Api {
         wait
     }
 
+    /// The request timeout, for connections made outside this layer (the SSE connect).
+    pub fn timeout(&self) -> Duration {
+        self.inner.settings.timeout
+    }
+
+    /// Counts a request made outside this layer (the SSE connect) in `http_requests_total`
+    /// and, when `duration` is known, `http_request_duration_seconds`, under `endpoint` with
+    /// `outcome` (`ok`, or an [`ErrorCategory`] name).
+    pub fn note_outcome(&self, endpoint: &str, outcome: &'static str, duration: Option<Duration>) {
+        self.inner.count_attempt(endpoint, outcome, duration);
+    }
+
     /// How long the provider stays paused after a 429, if it is.
     pub fn paused_for(&self) -> Option<Duration> {
         self.inner.pause.remaining(Instant::now())
@@ -604,7 +645,10 @@ impl Api {
         };
         match result {
             Ok(fresh) => {
-                inner.on_fresh(&state, call, &key, &fresh);
+                match &fresh.malformed {
+                    Some(error) => inner.on_malformed(&state, call, error),
+                    None => inner.on_fresh(&state, call, &key, &fresh),
+                }
                 Ok(Fetched {
                     body: fresh.body,
                     status: fresh.status,
@@ -613,6 +657,7 @@ impl Api {
                     stale_cause: None,
                     provider: inner.provider,
                     endpoint: call.endpoint.to_owned(),
+                    malformed: fresh.malformed,
                 })
             }
             Err(error) => inner.on_failed(&state, call, &key, error),
@@ -704,6 +749,12 @@ impl Api {
         let before = state.breaker.state();
         let was_sent = sent.load(AtomicOrdering::SeqCst);
         match &result {
+            // The upstream answered 2xx with a body that is not what the endpoint serves (a
+            // proxy's error page, a cut body): the endpoint is not working.
+            Ok(fresh) if fresh.malformed.is_some() => {
+                state.breaker.on_failure(Instant::now());
+                count_breaker_failure(endpoint);
+            }
             Ok(_) => state.breaker.on_success(),
             // The upstream is in trouble (or refuses us): one failed call, one failure.
             Err(error) if was_sent && error.category().is_retryable() => {
@@ -760,6 +811,9 @@ impl Inner {
             self.settings.breaker_cooldown,
         );
         publish_breaker(endpoint, &breaker);
+        // Registered at zero so the series exists (and rates work) before the first failure.
+        metrics::counter!("circuit_breaker_failures_total", "endpoint" => endpoint.to_owned())
+            .increment(0);
         let state = Arc::new(Mutex::new(EndpointState {
             breaker,
             last_success_ms: None,
@@ -808,6 +862,7 @@ impl Inner {
             body,
             bucket,
             priority: call.priority,
+            expect_json: call.expect_json,
         })
     }
 
@@ -845,11 +900,19 @@ impl Inner {
         if let Some(body) = &prepared.body {
             request = request.body(body.clone());
         }
-        let outcome = match request.send().await {
+        let mut outcome = match request.send().await {
             Ok(response) => self.read_response(endpoint, response).await,
             Err(error) => Err(self.transport_error(endpoint, &error)),
         };
+        if let Ok(fresh) = &mut outcome
+            && prepared.expect_json
+        {
+            fresh.malformed = self.check_json(endpoint, fresh);
+        }
+        // A malformed body is not retried: it is handed over as it came, so the dataflow
+        // sees what the upstream said, and the next poll asks again anyway.
         let label = match &outcome {
+            Ok(fresh) if fresh.malformed.is_some() => ErrorCategory::Decode.name(),
             Ok(_) => "ok",
             Err(error) => error.category().name(),
         };
@@ -879,6 +942,7 @@ impl Inner {
                 status: status.as_u16(),
                 body,
                 received_ms: now_ms(),
+                malformed: None,
             });
         }
         // The error body often says why (Birdeye: `{"success":false,"message":…}`); it is
@@ -919,6 +983,17 @@ impl Inner {
             snippet
         };
         Err(error(ErrorCategory::Http4xx, detail))
+    }
+
+    /// The `decode` error of a body that should be JSON and is not. Only syntax is checked
+    /// (`IgnoredAny` allocates nothing): the shape is the parser's business downstream.
+    fn check_json(&self, endpoint: &str, fresh: &Fresh) -> Option<FetchError> {
+        let error = serde_json::from_slice::<serde::de::IgnoredAny>(&fresh.body).err()?;
+        Some(
+            FetchError::new(self.provider, endpoint, ErrorCategory::Decode, "")
+                .with_status(fresh.status)
+                .with_clean_detail(self.redactor.clean(&format!("body is not JSON: {error}"))),
+        )
     }
 
     /// A request that got no (complete) response. reqwest's own message names the URL, so
@@ -1035,6 +1110,23 @@ impl Inner {
         }
     }
 
+    /// A 2xx whose body is not the JSON the call expected: an error on the status page, and
+    /// nothing cached (a cut body must never become the "last good" answer).
+    fn on_malformed(&self, state: &Mutex<EndpointState>, call: &Call<'_>, error: &FetchError) {
+        {
+            let mut state = lock(state);
+            state.last_error = Some(ErrorCategory::Decode);
+            state.last_error_ms = Some(now_ms());
+            state.serving_stale = false;
+        }
+        tracing::warn!(
+            source = self.provider,
+            endpoint = call.endpoint,
+            category = ErrorCategory::Decode.name(),
+            "malformed response handed on for the parser to report: {error}"
+        );
+    }
+
     /// A failed call: status, log, and the stale body if one is young enough.
     fn on_failed(
         &self,
@@ -1116,6 +1208,7 @@ impl Inner {
             stale_cause: Some(error.category()),
             provider: self.provider,
             endpoint: call.endpoint.to_owned(),
+            malformed: None,
         })
     }
 }
@@ -1246,6 +1339,12 @@ pub fn describe_metrics() {
         Unit::Count,
         "Retries after retryable failures"
     );
+}
+
+/// `text` fit to print: every value of `secrets` replaced, URL queries cut, shortened. For
+/// text this layer did not produce itself (a panic's message).
+pub fn redacted(text: &str, secrets: &[Secret]) -> String {
+    Redactor::new(secrets.iter().map(Secret::expose)).clean(text)
 }
 
 /// The delay a `Retry-After` header value asks for (delay-seconds or an HTTP-date), for

@@ -169,6 +169,12 @@ pub fn health_reasons(state: &ServeState, now_ms: u64) -> Vec<String> {
         if health.state.starts_with("idle") {
             continue;
         }
+        // A source task that died (a panic) never comes back in this run: say so at once
+        // rather than only once it has gone stale.
+        if health.state.starts_with("failed") {
+            reasons.push(format!("source {source} {}", health.state));
+            continue;
+        }
         if health.is_stale(now_ms) {
             reasons.push(format!(
                 "source {source} is stale: no good data for {:.0} s (limit {} s)",
@@ -339,5 +345,37 @@ async fn trending(
             Json(json!({"error": e.to_string()})),
         )
             .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Decimal, Source};
+
+    #[test]
+    fn a_failed_source_is_a_health_reason_at_once() {
+        let health = SourceRegistry::default();
+        health.register(Source::Dexscreener, 30, now_ms());
+        health.register(Source::Birdeye, 30, now_ms());
+        let state = ServeState {
+            health: health.clone(),
+            providers: Vec::new(),
+            store: None,
+            trending: Arc::new(TrendingParams {
+                min_trending_rank: 100,
+                velocity_window_ms: 60_000,
+                high_momentum: Decimal::new(5, 0),
+                rearm: Decimal::new(1, 0),
+                max_history: 10,
+            }),
+            status_top: 5,
+            started_ms: now_ms(),
+            mesh: None,
+        };
+        assert!(health_reasons(&state, now_ms()).is_empty());
+        health.state(Source::Birdeye, "failed: panicked: boom");
+        let reasons = health_reasons(&state, now_ms());
+        assert_eq!(reasons, ["source birdeye failed: panicked: boom"]);
     }
 }

@@ -2,7 +2,13 @@
 //!
 //! Birdeye needs an API key (`X-API-KEY`) and names the chain in the `x-chain` header, which
 //! is also the envelope's context (the body does not say which chain it is about). Stale
-//! responses are never handed over: an old price would look current.
+//! responses are never handed over: an old price would look current. A malformed body (not
+//! JSON) is handed over for the dataflow to journal as invalid input, and counts as a failure.
+//!
+//! The account's rate limit comes from `birdeye.requests_per_second` and
+//! `birdeye.requests_per_minute` (by default the `birdeye.tier` preset's). The layer's buckets
+//! pace requests evenly with no burst, so the two combine into one bucket at the tighter of
+//! the two steady rates.
 
 use std::time::Duration;
 
@@ -25,9 +31,20 @@ pub fn provider(config: &BirdeyeConfig) -> ProviderSpec {
     ProviderSpec {
         name: "birdeye",
         base_url: config.base_url.clone(),
-        buckets: vec![("account", RateLimit::per_second(config.requests_per_second))],
+        buckets: vec![("account", account_limit(config))],
         headers: vec![("X-API-KEY".to_owned(), config.api_key.clone())],
         default_pause_on_429: Duration::from_secs(2),
+    }
+}
+
+/// The account's bucket: the tighter of its per-second and per-minute limits.
+pub fn account_limit(config: &BirdeyeConfig) -> RateLimit {
+    let per_second = RateLimit::per_second(config.requests_per_second);
+    match config.requests_per_minute {
+        Some(rpm) if u64::from(rpm) < u64::from(config.requests_per_second) * 60 => {
+            RateLimit::per_minute(rpm)
+        }
+        _ => per_second,
     }
 }
 
@@ -101,20 +118,33 @@ impl BirdeyeSource {
         let headers = [("x-chain", chain), ("accept", "application/json")];
         for batch in addresses.chunks(MAX_ADDRESSES) {
             let path = format!("/defi/multi_price?list_address={}", batch.join(","));
-            let call = Call::new(MULTI_PRICE, "account", &path).headers(&headers);
+            let call = Call::new(MULTI_PRICE, "account", &path)
+                .headers(&headers)
+                .json(true);
             match self.api.get(call).await {
                 Ok(fetched) if fetched.is_stale() => {
                     debug!("birdeye: serving stale; not handed over");
                     self.health.state(Source::Birdeye, "stale-cache");
                 }
                 Ok(fetched) => {
-                    if self
+                    let prices = price_count(&fetched.body);
+                    let handed = self
                         .emitter
                         .envelope(Endpoint::BirdeyeMultiPrice, chain, fetched.body)
-                        .is_some()
-                    {
-                        self.health.success(Source::Birdeye, now_ms(), 1);
-                        self.health.state(Source::Birdeye, "polling");
+                        .is_some();
+                    match fetched.malformed {
+                        _ if !handed => {}
+                        Some(e) => {
+                            warn!(error = %e, "birdeye: malformed response");
+                            self.health
+                                .failure(Source::Birdeye, now_ms(), e.category().name());
+                        }
+                        None => {
+                            self.health.success(Source::Birdeye, now_ms(), 1);
+                            self.health.state(Source::Birdeye, "polling");
+                            metrics::counter!("price_updates_total", "source" => Source::Birdeye.name())
+                                .increment(prices);
+                        }
                     }
                 }
                 Err(e) => {
@@ -124,5 +154,52 @@ impl BirdeyeSource {
                 }
             }
         }
+    }
+}
+
+/// The prices in a `multi_price` body: the entries of `data` that are not `null` (an address
+/// Birdeye does not know comes back as `null`).
+fn price_count(body: &[u8]) -> u64 {
+    #[derive(serde::Deserialize)]
+    struct MultiPrice {
+        data: std::collections::HashMap<String, Option<serde::de::IgnoredAny>>,
+    }
+    serde_json::from_slice::<MultiPrice>(body).map_or(0, |doc| {
+        doc.data.values().filter(|price| price.is_some()).count() as u64
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prices_are_the_known_addresses() {
+        let body = br#"{"success":true,"data":{"a":{"value":1.5},"b":null,"c":{"value":2}}}"#;
+        assert_eq!(price_count(body), 2);
+        assert_eq!(price_count(br#"{"success":false}"#), 0);
+        assert_eq!(price_count(b"{\"data\":{"), 0);
+    }
+
+    #[test]
+    fn the_account_bucket_is_the_tighter_limit() {
+        let config = |tier: &str| {
+            crate::config::Config::load(None, &[("birdeye.tier", tier.into())])
+                .unwrap()
+                .birdeye
+        };
+        // Premium: 50/s, but 1000/min is the tighter steady rate.
+        assert_eq!(
+            account_limit(&config("premium")),
+            RateLimit::per_minute(1000)
+        );
+        assert_eq!(
+            account_limit(&config("business")),
+            RateLimit::per_minute(1500)
+        );
+        assert_eq!(account_limit(&config("starter")), RateLimit::per_second(15));
+        let mut generous = config("premium");
+        generous.requests_per_second = 10;
+        assert_eq!(account_limit(&generous), RateLimit::per_second(10));
     }
 }

@@ -7,7 +7,12 @@
 //!
 //! A response served from the stale cache is never handed over: an old boost list is no new
 //! snapshot, and an old pair price would look current. It still keeps the tracked tokens as
-//! they were, and `/status` shows the source as serving stale.
+//! they were, and `/status` shows the source as serving stale. A malformed body (not JSON) is
+//! handed over all the same, for the dataflow to journal as invalid input, but counts as a
+//! failure of the source, not a success.
+//!
+//! Priorities within DEX Screener's buckets: the boost list (the trending snapshot everything
+//! else follows) is `High`; pair prices are routine (`Medium`).
 
 use std::time::Duration;
 
@@ -99,7 +104,9 @@ impl DexscreenerSource {
     }
 
     async fn poll_boosts(&self) {
-        let call = Call::new(BOOSTS, "boosts", "/token-boosts/top/v1").priority(Priority::High);
+        let call = Call::new(BOOSTS, "boosts", "/token-boosts/top/v1")
+            .priority(Priority::High)
+            .json(true);
         match self.api.get(call).await {
             Ok(fetched) => {
                 self.track(&fetched.body);
@@ -150,7 +157,7 @@ impl DexscreenerSource {
         for (chain, tokens) in self.tracked.by_chain(true) {
             for batch in tokens.chunks(MAX_ADDRESSES) {
                 let path = format!("/tokens/v1/{chain}/{}", join_addresses(batch));
-                let call = Call::new(TOKENS, "pairs", &path);
+                let call = Call::new(TOKENS, "pairs", &path).json(true);
                 match self.api.get(call).await {
                     Ok(fetched) => {
                         self.hand_over(Endpoint::DexscreenerTokens, &chain, &fetched);
@@ -171,9 +178,19 @@ impl DexscreenerSource {
         if self
             .emitter
             .envelope(endpoint, context, fetched.body.clone())
-            .is_some()
+            .is_none()
         {
-            self.health.success(Source::Dexscreener, now_ms(), 1);
+            return true;
+        }
+        match &fetched.malformed {
+            Some(error) => self.failed(&error.to_string(), error.category().name()),
+            None => {
+                self.health.success(Source::Dexscreener, now_ms(), 1);
+                if endpoint == Endpoint::DexscreenerTokens {
+                    metrics::counter!("price_updates_total", "source" => Source::Dexscreener.name())
+                        .increment(pair_count(&fetched.body));
+                }
+            }
         }
         true
     }
@@ -184,10 +201,30 @@ impl DexscreenerSource {
     }
 }
 
+/// The pairs in a `/tokens/v1` body (a JSON array of pairs): the price updates it carries.
+fn pair_count(body: &[u8]) -> u64 {
+    serde_json::from_slice::<Vec<serde::de::IgnoredAny>>(body).map_or(0, |pairs| pairs.len() as u64)
+}
+
 fn join_addresses(batch: &[TokenRef]) -> String {
     batch
         .iter()
         .map(TokenRef::request_address)
         .collect::<Vec<_>>()
         .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_are_counted_from_the_array() {
+        assert_eq!(
+            pair_count(br#"[{"pairAddress":"a"},{"pairAddress":"b"}]"#),
+            2
+        );
+        assert_eq!(pair_count(b"[]"), 0);
+        assert_eq!(pair_count(b"<html>"), 0);
+    }
 }

@@ -7,6 +7,18 @@
 //! moment the stream is down until it delivers again, the REST endpoint is polled; on every
 //! (re)connect one more poll covers the moment of the switch. [`FreshUpdates`] makes sure the
 //! overlap of the two never hands the dataflow the same publish time twice.
+//!
+//! Every Hermes request draws from the one `requests` bucket, in priority order: the keeper's
+//! fetch of update data for a push is `Critical` (a push waits on it), the stream connect and
+//! the `/latest` polls that cover a stream outage are `High`; nothing routine shares the
+//! bucket, so under a 429 pause or a tight limit the keeper goes first.
+//!
+//! The stream connect is made outside the HTTP layer (eventsource-client owns the
+//! connection) but honours its timeout and is counted like its requests:
+//! `http_requests_total{source="hermes",endpoint="hermes_stream"}` by outcome, and the time to
+//! the first answer in `http_request_duration_seconds`. It has no circuit breaker: the
+//! reconnect already backs off exponentially, and while it is down the REST poller (which has
+//! one, `hermes_latest`) carries the prices, so a breaker would only delay the recovery.
 
 use std::time::Duration;
 
@@ -28,12 +40,16 @@ use super::fresh::{Admission, FreshUpdates};
 use super::{Emitter, SourceRegistry, now_ms};
 use crate::config::HermesConfig;
 use crate::model::{Endpoint, FeedId, Source};
-use crate::net::http::{Api, Call, Priority, ProviderSpec, RateLimit, retry_after_from_header};
+use crate::net::http::{
+    Api, Call, ErrorCategory, Priority, ProviderSpec, RateLimit, retry_after_from_header,
+};
 
 /// The bucket every Hermes request (REST polls and stream connects) draws from.
 const BUCKET: &str = "requests";
 /// Breaker, metrics and cache name of the REST fallback.
 const LATEST: &str = "hermes_latest";
+/// Metrics name of the stream connect.
+const STREAM: &str = "hermes_stream";
 
 /// Hermes as a provider of the HTTP layer.
 pub fn provider(config: &HermesConfig) -> ProviderSpec {
@@ -77,6 +93,10 @@ enum Next {
 struct Link {
     rx: mpsc::Receiver<(std::time::Instant, es::Result<es::SSE>)>,
     task: tokio::task::JoinHandle<()>,
+    /// When the connect started: the request duration ends at the first answer.
+    opened: std::time::Instant,
+    /// The connect's outcome has been counted.
+    counted: bool,
 }
 
 impl Drop for Link {
@@ -150,28 +170,33 @@ impl HermesSource {
             let failure = tokio::select! {
                 biased;
                 _ = stop.cancelled() => break,
-                next = next_item(link.as_mut(), watchdog), if link.is_some() => match next {
-                    Next::Item(_, Ok(es::SSE::Connected(details))) => {
-                        info!(status = details.response().status(), "hermes: stream connected");
-                        up = true;
-                        backoff = self.backoff();
-                        self.set_connected(true, "streaming");
-                        // Covers anything published between the last poll and the connect.
-                        catch_up = !self.poll_latest().await;
-                        None
+                next = next_item(link.as_mut(), watchdog), if link.is_some() => {
+                    if let Some(link) = link.as_mut() {
+                        self.count_connect(link, &next);
                     }
-                    Next::Item(received, Ok(es::SSE::Event(event))) => {
-                        if !up {
+                    match next {
+                        Next::Item(_, Ok(es::SSE::Connected(details))) => {
+                            info!(status = details.response().status(), "hermes: stream connected");
                             up = true;
+                            backoff = self.backoff();
                             self.set_connected(true, "streaming");
+                            // Covers anything published between the last poll and the connect.
+                            catch_up = !self.poll_latest().await;
+                            None
                         }
-                        self.on_event(event, received);
-                        None
+                        Next::Item(received, Ok(es::SSE::Event(event))) => {
+                            if !up {
+                                up = true;
+                                self.set_connected(true, "streaming");
+                            }
+                            self.on_event(event, received);
+                            None
+                        }
+                        Next::Item(_, Ok(es::SSE::Comment(_))) => None,
+                        Next::Item(_, Err(e)) => Some(self.describe(&e)),
+                        Next::Ended => Some("stream ended".to_owned()),
+                        Next::Silent => Some(format!("no event or keep-alive for {}s", watchdog.as_secs())),
                     }
-                    Next::Item(_, Ok(es::SSE::Comment(_))) => None,
-                    Next::Item(_, Err(e)) => Some(self.describe(&e)),
-                    Next::Ended => Some("stream ended".to_owned()),
-                    Next::Silent => Some(format!("no event or keep-alive for {}s", watchdog.as_secs())),
                 },
                 _ = tokio::time::sleep_until(reconnect_at), if link.is_none() => {
                     match self.connect(&stop).await {
@@ -203,6 +228,21 @@ impl HermesSource {
             }
         }
         self.set_connected(false, "stopped");
+    }
+
+    /// Counts the connect's outcome once, at the first thing the link says.
+    fn count_connect(&self, link: &mut Link, next: &Next) {
+        if std::mem::replace(&mut link.counted, true) {
+            return;
+        }
+        let outcome = match next {
+            Next::Item(_, Ok(_)) => "ok",
+            Next::Item(_, Err(e)) => connect_category(e).name(),
+            Next::Ended => ErrorCategory::Connect.name(),
+            Next::Silent => ErrorCategory::Timeout.name(),
+        };
+        self.api
+            .note_outcome(STREAM, outcome, Some(link.opened.elapsed()));
     }
 
     fn set_connected(&self, connected: bool, state: &str) {
@@ -262,10 +302,13 @@ impl HermesSource {
                 return Some(Link {
                     rx,
                     task: tokio::spawn(async {}),
+                    opened: std::time::Instant::now(),
+                    counted: false,
                 });
             }
         };
         debug!("hermes: connecting the stream");
+        let opened = std::time::Instant::now();
         let task = tokio::spawn(async move {
             let mut stream = client.stream();
             while let Some(item) = stream.next().await {
@@ -274,12 +317,18 @@ impl HermesSource {
                 }
             }
         });
-        Some(Link { rx, task })
+        Some(Link {
+            rx,
+            task,
+            opened,
+            counted: false,
+        })
     }
 
     fn client(&self, url: &str) -> es::Result<impl es::Client + use<>> {
         let transport = HyperTransport::builder()
-            .connect_timeout(Duration::from_secs(10))
+            // The layer's request timeout, as for every other Hermes request.
+            .connect_timeout(self.api.timeout())
             .disable_proxy()
             .build_https()
             .map_err(|e| es::Error::InvalidParameter(Box::new(e)))?;
@@ -344,13 +393,26 @@ impl HermesSource {
             "/v2/updates/price/latest?{}&parsed=true&encoding=hex",
             self.query
         );
+        // High: it stands in for the stream, and no publish time may slip past it.
         let call = Call::new(LATEST, BUCKET, &path)
             .priority(Priority::High)
-            .use_stale(false);
+            .use_stale(false)
+            .json(true);
         match self.api.get(call).await {
             Ok(fetched) => {
+                let malformed = fetched.malformed.clone();
+                // Handed over even when malformed: the dataflow journals it as invalid input.
                 self.admit(Endpoint::HermesLatest, "", fetched.body);
-                true
+                match malformed {
+                    None => true,
+                    Some(e) => {
+                        debug!(error = %e, "hermes: malformed REST answer");
+                        self.health
+                            .failure(Source::Hermes, now_ms(), e.category().name());
+                        // Not answered: a catch-up poll is tried again.
+                        false
+                    }
+                }
             }
             Err(e) => {
                 debug!(error = %e, "hermes: REST poll failed");
@@ -359,6 +421,20 @@ impl HermesSource {
                 false
             }
         }
+    }
+}
+
+/// The error category of a failed stream connect (as the HTTP layer would name it).
+fn connect_category(error: &es::Error) -> ErrorCategory {
+    match error {
+        es::Error::UnexpectedResponse(response, _) => match response.status() {
+            429 => ErrorCategory::RateLimited,
+            status if status >= 500 => ErrorCategory::Http5xx,
+            _ => ErrorCategory::Http4xx,
+        },
+        es::Error::TimedOut => ErrorCategory::Timeout,
+        es::Error::InvalidParameter(_) => ErrorCategory::Request,
+        _ => ErrorCategory::Connect,
     }
 }
 

@@ -7,6 +7,9 @@
 //! dexscreener:error_rate=1,status=503;birdeye:latency=300ms,malformed_rate=0.2;hermes/stream:drop_every=5s
 //! ```
 //!
+//! The SSE-only settings are `drop_every` (cut the connection), `max_stream` (end it as Hermes
+//! does after 24 h) and `stall_after` (go silent with the connection held open).
+//!
 //! Targets are a provider (`dexscreener`, `birdeye`, `hermes`) or one endpoint
 //! (`dexscreener/boosts`, `dexscreener/tokens`, `birdeye/multi_price`, `birdeye/price`,
 //! `hermes/stream`, `hermes/latest`). For one endpoint, provider rules apply first and endpoint
@@ -136,6 +139,9 @@ pub struct FaultSettings {
     /// SSE: end the stream this long after it opened as Hermes does at 24 h: `event:error`,
     /// `data:Connection timeout reached (24h)`, then the end of the body.
     pub max_stream: Option<Duration>,
+    /// SSE: this long after the stream opened, go silent (no event, no keep-alive) with the
+    /// connection held open: the dead-but-open stream a client's watchdog must notice.
+    pub stall_after: Option<Duration>,
 }
 
 /// One rule of a spec: settings for a target.
@@ -183,6 +189,8 @@ pub struct EndpointFaults {
     pub drop_every: Option<Duration>,
     /// SSE: end streams with Hermes' timeout error after this long.
     pub max_stream: Option<Duration>,
+    /// SSE: go silent, connection held open, after this long.
+    pub stall_after: Option<Duration>,
 }
 
 impl Default for EndpointFaults {
@@ -198,6 +206,7 @@ impl Default for EndpointFaults {
             slow_body: None,
             drop_every: None,
             max_stream: None,
+            stall_after: None,
         }
     }
 }
@@ -260,6 +269,9 @@ impl FaultSpec {
             if let Some(v) = s.max_stream {
                 out.max_stream = Some(v);
             }
+            if let Some(v) = s.stall_after {
+                out.stall_after = Some(v);
+            }
         }
         out
     }
@@ -278,7 +290,7 @@ pub struct FaultSpecError {
 }
 
 /// The setting keys, in the order [`FaultSpec`]'s `Display` writes them.
-const KEYS: [&str; 10] = [
+const KEYS: [&str; 11] = [
     "error_rate",
     "status",
     "retry_after",
@@ -289,6 +301,7 @@ const KEYS: [&str; 10] = [
     "slow_body",
     "drop_every",
     "max_stream",
+    "stall_after",
 ];
 
 fn target_list() -> String {
@@ -364,7 +377,7 @@ fn parse_rule(rule: &str) -> Result<FaultRule, FaultSpecError> {
             }
             "latency" => settings.latency = Some(duration_setting(key, value).map_err(bad)?),
             "hold" => settings.hold = Some(duration_setting(key, value).map_err(bad)?),
-            "slow_body" | "drop_every" | "max_stream" => {
+            "slow_body" | "drop_every" | "max_stream" | "stall_after" => {
                 let d = duration_setting(key, value).map_err(bad)?;
                 if d.is_zero() {
                     return Err(bad(format!("`{key}` must be longer than 0")));
@@ -384,10 +397,10 @@ fn parse_rule(rule: &str) -> Result<FaultRule, FaultSpecError> {
                                 "`{key}` applies to SSE streams only (targets hermes, hermes/stream), not to `{target}`"
                             )));
                         }
-                        if key == "drop_every" {
-                            settings.drop_every = Some(d);
-                        } else {
-                            settings.max_stream = Some(d);
+                        match key {
+                            "drop_every" => settings.drop_every = Some(d),
+                            "max_stream" => settings.max_stream = Some(d),
+                            _ => settings.stall_after = Some(d),
                         }
                     }
                 }
@@ -517,6 +530,7 @@ impl fmt::Display for FaultSpec {
                 ("slow_body", s.slow_body),
                 ("drop_every", s.drop_every),
                 ("max_stream", s.max_stream),
+                ("stall_after", s.stall_after),
             ];
             for (key, value) in durations {
                 if let Some(d) = value {
@@ -627,13 +641,13 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
-        let text = "hermes:error_rate=0.25,status=429,retry_after=2s,latency=150ms,timeout_rate=0.1,hold=3s,malformed_rate=0.5,drop_every=5s,max_stream=1m;dexscreener/boosts:slow_body=1500ms";
+        let text = "hermes:error_rate=0.25,status=429,retry_after=2s,latency=150ms,timeout_rate=0.1,hold=3s,malformed_rate=0.5,drop_every=5s,max_stream=1m,stall_after=2s;dexscreener/boosts:slow_body=1500ms";
         let spec: FaultSpec = text.parse().unwrap();
         let again: FaultSpec = spec.to_string().parse().unwrap();
         assert_eq!(spec, again);
         assert_eq!(
             spec.to_string(),
-            "hermes:error_rate=0.25,status=429,retry_after=2s,latency=150ms,timeout_rate=0.1,hold=3s,malformed_rate=0.5,drop_every=5s,max_stream=60s;dexscreener/boosts:slow_body=1500ms"
+            "hermes:error_rate=0.25,status=429,retry_after=2s,latency=150ms,timeout_rate=0.1,hold=3s,malformed_rate=0.5,drop_every=5s,max_stream=60s,stall_after=2s;dexscreener/boosts:slow_body=1500ms"
         );
         assert!(FaultSpec::from_str("").unwrap().is_empty());
         assert!(FaultSpec::from_str(" none ; ").unwrap().is_empty());
@@ -658,6 +672,11 @@ mod tests {
             ),
             ("hermes:latency=1s,latency=2s", "latency=2s", "twice"),
             ("hermes:drop_every=0s", "drop_every=0s", "longer than 0"),
+            (
+                "birdeye:stall_after=2s",
+                "stall_after=2s",
+                "SSE streams only",
+            ),
         ];
         for (spec, part, reason) in cases {
             let err = FaultSpec::from_str(spec).unwrap_err();

@@ -25,7 +25,8 @@
 //! end it keeps serving the last state (SSE streams stay open, with keep-alives). Rate-limit
 //! windows and Hermes' 60 s penalty are recording time too (a 10× venue admits 10× the
 //! requests per wall second). Fault durations (`latency`, `hold`, `slow_body`, `drop_every`,
-//! `max_stream`) and the keep-alive interval are wall time: they act on the client's clocks.
+//! `max_stream`, `stall_after`) and the keep-alive interval are wall time: they act on the
+//! client's clocks.
 //!
 //! # Recorded payloads
 //!
@@ -189,6 +190,7 @@ impl Venue {
             stats: stats::StatsBook::new(),
             birdeye_api_key: options.birdeye_api_key,
             hermes_api_key: options.hermes_api_key,
+            dexscreener_api_key: Mutex::new(None),
             keepalive: options.keepalive,
             shutdown: CancellationToken::new(),
         });
@@ -249,9 +251,21 @@ impl Venue {
     }
 
     /// Replaces the faults in force, for requests from now on (and the next events of open
-    /// streams; `drop_every`/`max_stream` apply to streams opened from now on).
+    /// streams; `max_stream` applies to streams opened from now on, `drop_every` and
+    /// `stall_after` also to open streams that have none yet, counted from their opening).
     pub fn set_faults(&self, spec: FaultSpec) {
         self.shared.set_faults(spec);
+    }
+
+    /// From now on, DEX Screener requests need `X-API-KEY: <key>` (401 otherwise); `None`
+    /// takes the requirement away. The public API needs no key, so this is off unless asked:
+    /// it proves a configured `DEX_SCREENER_API_KEY` is really sent.
+    pub fn require_dexscreener_key(&self, key: Option<String>) {
+        *self
+            .shared
+            .dexscreener_api_key
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = key;
     }
 
     /// The faults in force.

@@ -50,6 +50,8 @@ pub(crate) struct Shared {
     pub(crate) stats: StatsBook,
     pub(crate) birdeye_api_key: Option<String>,
     pub(crate) hermes_api_key: Option<String>,
+    /// When set, DEX Screener requests need `X-API-KEY` (see `Venue::require_dexscreener_key`).
+    pub(crate) dexscreener_api_key: Mutex<Option<String>>,
     pub(crate) keepalive: Duration,
     /// Cancelled at shutdown: held requests, slow bodies and streams end early.
     pub(crate) shutdown: CancellationToken,
@@ -183,6 +185,11 @@ async fn gate(
     if !authorized {
         return Err(match endpoint.source() {
             crate::model::Source::Birdeye => reply(StatusCode::UNAUTHORIZED, JSON, BIRDEYE_401),
+            crate::model::Source::Dexscreener => reply(
+                StatusCode::UNAUTHORIZED,
+                JSON,
+                r#"{"error":"Unauthorized"}"#,
+            ),
             _ => reply(StatusCode::UNAUTHORIZED, TEXT, "Unauthorized"),
         });
     }
@@ -280,9 +287,23 @@ async fn index(State(shared): State<Arc<Shared>>) -> Response {
     reply(StatusCode::OK, TEXT, text)
 }
 
-async fn dexscreener_boosts(State(shared): State<Arc<Shared>>) -> Response {
+fn dexscreener_authorized(shared: &Shared, headers: &HeaderMap) -> bool {
+    let required = shared
+        .dexscreener_api_key
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    match required.as_deref() {
+        None => true,
+        Some(key) => headers
+            .get("x-api-key")
+            .is_some_and(|given| given.as_bytes() == key.as_bytes()),
+    }
+}
+
+async fn dexscreener_boosts(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let endpoint = Endpoint::DexscreenerBoosts;
-    let response = match gate(&shared, endpoint, true).await {
+    let authorized = dexscreener_authorized(&shared, &headers);
+    let response = match gate(&shared, endpoint, authorized).await {
         Err(response) => response,
         Ok(faults) => {
             let body = latest(&shared.timeline.boosts, shared.clock.now_ms())
@@ -295,10 +316,12 @@ async fn dexscreener_boosts(State(shared): State<Arc<Shared>>) -> Response {
 
 async fn dexscreener_tokens(
     State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
     Path((chain, addresses)): Path<(String, String)>,
 ) -> Response {
     let endpoint = Endpoint::DexscreenerTokens;
-    let response = match gate(&shared, endpoint, true).await {
+    let authorized = dexscreener_authorized(&shared, &headers);
+    let response = match gate(&shared, endpoint, authorized).await {
         Err(response) => response,
         Ok(faults) => {
             let addresses = filter::address_list(&addresses);

@@ -34,6 +34,7 @@ struct Stream {
     last_write: Instant,
     drop_at: Option<Instant>,
     end_at: Option<Instant>,
+    stall_at: Option<Instant>,
     finished: bool,
 }
 
@@ -44,9 +45,10 @@ impl Drop for Stream {
 }
 
 /// The body of a new stream for `request`, with the connection faults (`drop_every`,
-/// `max_stream`) in force when it opens. Event faults (`malformed_rate`) follow the faults in
-/// force when each event is sent, and a `drop_every` set later reaches an open stream at its
-/// next write (so an operator can cut a running stream by changing the faults).
+/// `max_stream`, `stall_after`) in force when it opens. Event faults (`malformed_rate`) follow
+/// the faults in force when each event is sent, and a `drop_every` or `stall_after` set later
+/// reaches an open stream at its next write (so an operator can cut or stall a running stream
+/// by changing the faults).
 pub(crate) fn stream(shared: Arc<Shared>, request: HermesRequest, faults: &EndpointFaults) -> Body {
     let now = Instant::now();
     let opened_ms = shared.clock.now_ms();
@@ -63,6 +65,7 @@ pub(crate) fn stream(shared: Arc<Shared>, request: HermesRequest, faults: &Endpo
         last_write: now,
         drop_at: faults.drop_every.and_then(|d| now.checked_add(d)),
         end_at: faults.max_stream.and_then(|d| now.checked_add(d)),
+        stall_at: faults.stall_after.and_then(|d| now.checked_add(d)),
         finished: false,
         shared,
     };
@@ -106,11 +109,14 @@ impl Stream {
         }
         let shared = Arc::clone(&self.shared);
         loop {
-            if self.drop_at.is_none() {
-                self.drop_at = shared
-                    .faults_for(ENDPOINT)
-                    .drop_every
-                    .and_then(|d| self.opened.checked_add(d));
+            if self.drop_at.is_none() || self.stall_at.is_none() {
+                let faults = shared.faults_for(ENDPOINT);
+                if self.drop_at.is_none() {
+                    self.drop_at = faults.drop_every.and_then(|d| self.opened.checked_add(d));
+                }
+                if self.stall_at.is_none() {
+                    self.stall_at = faults.stall_after.and_then(|d| self.opened.checked_add(d));
+                }
             }
             let entry = shared.timeline.stream.get(self.next);
             let due = entry.map(|e| shared.clock.wall_at(e.t_ms));
@@ -133,6 +139,26 @@ impl Stream {
                         io::ErrorKind::ConnectionAborted,
                         "venue fault: drop_every",
                     )));
+                }
+                () = sleep_until_some(self.stall_at) => {
+                    // Silent from here on, the connection held open: only a cut (drop_every)
+                    // or the venue's shutdown ends it; the client must give up on its own.
+                    shared.stats.count(ENDPOINT, Count::SseStalled);
+                    let drop_at = self.drop_at;
+                    tokio::select! {
+                        () = shared.shutdown.cancelled() => {
+                            self.finished = true;
+                            return None;
+                        }
+                        () = sleep_until_some(drop_at) => {
+                            self.finished = true;
+                            shared.stats.count(ENDPOINT, Count::SseDropped);
+                            return Some(Err(io::Error::new(
+                                io::ErrorKind::ConnectionAborted,
+                                "venue fault: drop_every",
+                            )));
+                        }
+                    }
                 }
                 () = sleep_until_some(self.end_at) => {
                     self.finished = true;

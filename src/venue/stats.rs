@@ -28,6 +28,8 @@ pub struct EndpointStats {
     pub sse_dropped: u64,
     /// SSE: streams ended by an `event:error` (recorded, or `max_stream`).
     pub sse_ended: u64,
+    /// SSE: streams gone silent by `stall_after`.
+    pub sse_stalled: u64,
     /// SSE: update events sent.
     pub events_sent: u64,
     /// SSE: error events sent.
@@ -74,6 +76,7 @@ pub(crate) enum Count {
     SseClosed,
     SseDropped,
     SseEnded,
+    SseStalled,
     Event,
     ErrorEvent,
     KeepAlive,
@@ -114,6 +117,7 @@ impl StatsBook {
             Count::SseClosed => stats.sse_active = stats.sse_active.saturating_sub(1),
             Count::SseDropped => stats.sse_dropped += 1,
             Count::SseEnded => stats.sse_ended += 1,
+            Count::SseStalled => stats.sse_stalled += 1,
             Count::Event => stats.events_sent += 1,
             Count::ErrorEvent => stats.error_events_sent += 1,
             Count::KeepAlive => stats.keepalives_sent += 1,
