@@ -352,11 +352,14 @@ mod tests {
         matches!(out.as_slice(), [Record::Price(_)])
     }
 
+    /// A named change to a message.
+    type Edit = (&'static str, Box<dyn Fn(&mut MeshPriceMessage)>);
+
     #[test]
     fn what_the_parser_refuses_is_not_relayed() {
         let good = key(1);
         let sol = "solana:So11111111111111111111111111111111111111112";
-        let cases: Vec<(&str, Box<dyn Fn(&mut MeshPriceMessage)>)> = vec![
+        let cases: Vec<Edit> = vec![
             ("a symbol", Box::new(|_| {})),
             ("a token", Box::new(move |m| m.asset = sol.into())),
             (
