@@ -113,25 +113,6 @@ impl<'a> Cursor<'a> {
         Some(&rest[..len])
     }
 
-    /// A string's contents (the opening quote comes next). Escapes make it give up: the
-    /// contents would not be the bytes in the payload. So does any byte that is not printable
-    /// ASCII: a control byte is not JSON, and UTF-8 is the general parser's to check.
-    pub(super) fn string(&mut self) -> Option<&'a [u8]> {
-        self.eat(b"\"")?;
-        let rest = self.bytes.get(self.at..)?;
-        let end = memchr::memchr2(b'"', b'\\', rest)?;
-        if rest[end] != b'"' {
-            return None;
-        }
-        let text = &rest[..end];
-        // No early exit, so that it vectorizes.
-        if !text.iter().fold(true, |ok, b| ok & is_plain(*b)) {
-            return None;
-        }
-        self.at += end + 1;
-        Some(text)
-    }
-
     /// An integer literal (optionally negative), as i64.
     pub(super) fn int(&mut self) -> Option<i64> {
         let negative = self.eat_byte(b'-');
@@ -299,14 +280,14 @@ mod tests {
     fn the_cursor_reads_the_compact_form_or_gives_up() {
         let mut c = Cursor::new(br#"{"a":"x","b":-12,"c":{"d":[1,2.5e3,null,"y"]}}  "#);
         assert!(c.eat(b"{\"a\":").is_some());
-        assert_eq!(c.string(), Some(&b"x"[..]));
+        assert_eq!(c.short_string(), Some(&b"x"[..]));
         assert!(c.eat(b",\"b\":").is_some());
         assert_eq!(c.int(), Some(-12));
         assert!(c.eat(b",\"c\":").is_some());
         assert!(c.skip_value().is_some());
         assert!(c.eat(b"}").is_some());
         assert!(c.at_end());
-        assert_eq!(Cursor::new(br#""a\"b""#).string(), None);
+        assert_eq!(Cursor::new(br#""a\"b""#).short_string(), None);
         assert_eq!(Cursor::new(b"0123").int(), None);
         assert_eq!(Cursor::new(b"99999999999999999999").int(), None);
         assert_eq!(parse_digits_u64(b"18446744073709551615"), Some(u64::MAX));
