@@ -158,6 +158,36 @@ async fn synth_venue(
     .unwrap()
 }
 
+/// The config and pipeline files of a `sluice run` keeper in send mode: Hermes from `venue`,
+/// the chain at `rpc_url`, `debounce` lines under `[debounce]`. Returns (config, pipeline).
+fn keeper_cli_files(
+    dir: &std::path::Path,
+    venue: &sluice::venue::Venue,
+    rpc_url: &str,
+    contract: Address,
+    debounce: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let config_file = dir.join("keeper.toml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "[hermes]\nbase_url = \"{}\"\n[serve]\nlisten = \"127.0.0.1:0\"\n\
+             [debounce]\n{debounce}\
+             [chain]\nrpc_urls = [\"{rpc_url}\"]\ncontract_address = \"{contract:#x}\"\nmode = \"send\"\n\
+             update_data = \"stream\"\npoll_interval_ms = 200\nreceipt_timeout_ms = 2000\n",
+            venue.hermes_url(),
+        ),
+    )
+    .unwrap();
+    let pipeline_file = dir.join("keeper.pipeline.toml");
+    std::fs::write(
+        &pipeline_file,
+        "name = \"keeper\"\nsources = [\"hermes\", \"chain\"]\ncomputations = [\"debounce\"]\nsinks = [\"journal\", \"chain\"]\n",
+    )
+    .unwrap();
+    (config_file, pipeline_file)
+}
+
 fn is_confirmed(e: &SinkEvent) -> bool {
     matches!(e, SinkEvent::TxConfirmed { .. })
 }
@@ -2048,25 +2078,13 @@ fn a_run_killed_between_send_and_receipt_pays_once_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     // At recorded pace, 20 s behind the wall clock: fresh, never in the future.
     let venue = rt.block_on(synth_venue(dir.path(), 2, 20_000, 1.0));
-    let config_file = dir.path().join("keeper.toml");
-    std::fs::write(
-        &config_file,
-        format!(
-            "[hermes]\nbase_url = \"{}\"\n[serve]\nlisten = \"127.0.0.1:0\"\n\
-             [debounce]\nforce_update_interval_ms = 3000\n\
-             [chain]\nrpc_urls = [\"{}\"]\ncontract_address = \"{contract:#x}\"\nmode = \"send\"\n\
-             update_data = \"stream\"\npoll_interval_ms = 200\nreceipt_timeout_ms = 2000\n",
-            venue.hermes_url(),
-            anvil.url
-        ),
-    )
-    .unwrap();
-    let pipeline_file = dir.path().join("keeper.pipeline.toml");
-    std::fs::write(
-        &pipeline_file,
-        "name = \"keeper\"\nsources = [\"hermes\", \"chain\"]\ncomputations = [\"debounce\"]\nsinks = [\"journal\", \"chain\"]\n",
-    )
-    .unwrap();
+    let (config_file, pipeline_file) = keeper_cli_files(
+        dir.path(),
+        &venue,
+        &anvil.url,
+        contract,
+        "force_update_interval_ms = 3000\n",
+    );
     let out = dir.path().join("out");
     let start = || -> Child {
         Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -2240,26 +2258,14 @@ fn sigusr1_to_a_running_keeper_pushes_the_newer_feeds_and_the_key_shows_nowhere(
     let dir = tempfile::tempdir().unwrap();
     // At recorded pace, 20 s behind the wall clock: fresh, never in the future.
     let venue = rt.block_on(synth_venue(dir.path(), 2, 20_000, 1.0));
-    let config_file = dir.path().join("keeper.toml");
     // After the initial push nothing reaches the thresholds: only the signal pushes again.
-    std::fs::write(
-        &config_file,
-        format!(
-            "[hermes]\nbase_url = \"{}\"\n[serve]\nlisten = \"127.0.0.1:0\"\n\
-             [debounce]\nmin_price_change_percent = 90\nforce_update_interval_ms = 3600000\n\
-             [chain]\nrpc_urls = [\"{}\"]\ncontract_address = \"{contract:#x}\"\nmode = \"send\"\n\
-             update_data = \"stream\"\npoll_interval_ms = 200\nreceipt_timeout_ms = 2000\n",
-            venue.hermes_url(),
-            anvil.url
-        ),
-    )
-    .unwrap();
-    let pipeline_file = dir.path().join("keeper.pipeline.toml");
-    std::fs::write(
-        &pipeline_file,
-        "name = \"keeper\"\nsources = [\"hermes\", \"chain\"]\ncomputations = [\"debounce\"]\nsinks = [\"journal\", \"chain\"]\n",
-    )
-    .unwrap();
+    let (config_file, pipeline_file) = keeper_cli_files(
+        dir.path(),
+        &venue,
+        &anvil.url,
+        contract,
+        "min_price_change_percent = 90\nforce_update_interval_ms = 3600000\n",
+    );
     let out = dir.path().join("out");
     let recording = dir.path().join("run.rec");
     let stderr = dir.path().join("stderr.log");
