@@ -234,6 +234,16 @@ fn current_thread_runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Runs `test` on a current-thread runtime under a recorder of its own, handed its snapshotter,
+/// so that the metrics a test reads are only the ones it caused.
+fn with_metrics<F: std::future::Future<Output = ()>>(test: impl FnOnce(Snapshotter) -> F) {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        current_thread_runtime().block_on(test(snapshotter))
+    });
+}
+
 fn err_of(result: Result<sluice::net::http::Fetched, FetchError>) -> FetchError {
     match result {
         Ok(fetched) => panic!("expected an error, got {fetched:?}"),
@@ -254,6 +264,13 @@ struct SeenMetrics {
 }
 
 impl SeenMetrics {
+    /// What `snapshotter` has recorded so far, in one snapshot.
+    fn of(snapshotter: &Snapshotter) -> Self {
+        let mut seen = Self::default();
+        seen.absorb(snapshotter);
+        seen
+    }
+
     fn absorb(&mut self, snapshotter: &Snapshotter) {
         for (key, _, _, value) in snapshotter.snapshot().into_vec() {
             let key = key.key();
@@ -607,124 +624,120 @@ async fn server_errors_and_timeouts_are_retried_client_errors_are_not() {
 
 #[test]
 fn breaker_opens_fails_fast_probes_once_and_closes() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    metrics::with_local_recorder(&recorder, || {
-        current_thread_runtime().block_on(async {
-            let healthy = Arc::new(AtomicBool::new(false));
-            let server = {
-                let healthy = Arc::clone(&healthy);
-                TestServer::start(move |_| {
-                    let reply = if healthy.load(Ordering::SeqCst) {
-                        Reply::ok("up")
-                    } else {
-                        Reply::status(500)
-                    };
-                    reply.delay(Duration::from_millis(30))
-                })
-                .await
-            };
-            let cooldown = Duration::from_millis(250);
-            let api = api(
-                &server,
-                HttpSettings {
-                    retry_attempts: 2,
-                    breaker_threshold: 2,
-                    breaker_cooldown: cooldown,
-                    ..settings()
-                },
-            );
-            let call = || api.get(Call::new("svc", "main", "/svc").use_stale(false));
-            let hits = || server.hits_on("/svc").len();
-            let mut seen = SeenMetrics::default();
+    with_metrics(|snapshotter| async move {
+        let healthy = Arc::new(AtomicBool::new(false));
+        let server = {
+            let healthy = Arc::clone(&healthy);
+            TestServer::start(move |_| {
+                let reply = if healthy.load(Ordering::SeqCst) {
+                    Reply::ok("up")
+                } else {
+                    Reply::status(500)
+                };
+                reply.delay(Duration::from_millis(30))
+            })
+            .await
+        };
+        let cooldown = Duration::from_millis(250);
+        let api = api(
+            &server,
+            HttpSettings {
+                retry_attempts: 2,
+                breaker_threshold: 2,
+                breaker_cooldown: cooldown,
+                ..settings()
+            },
+        );
+        let call = || api.get(Call::new("svc", "main", "/svc").use_stale(false));
+        let hits = || server.hits_on("/svc").len();
+        let mut seen = SeenMetrics::default();
 
-            // Two failed calls (each with its retry) open it: one call, one failure.
-            assert_eq!(err_of(call().await).category(), ErrorCategory::Http5xx);
-            assert_eq!(hits(), 2);
-            assert_eq!(api.status().endpoints[0].breaker, "closed");
-            assert_eq!(api.status().endpoints[0].consecutive_failures, 1);
-            assert_eq!(err_of(call().await).category(), ErrorCategory::Http5xx);
-            assert_eq!(hits(), 4);
-            assert_eq!(api.status().endpoints[0].breaker, "open");
-            seen.absorb(&snapshotter);
-            assert_eq!(seen.gauge("circuit_breaker_state", &["endpoint=svc"]), 1.0);
+        // Two failed calls (each with its retry) open it: one call, one failure.
+        assert_eq!(err_of(call().await).category(), ErrorCategory::Http5xx);
+        assert_eq!(hits(), 2);
+        assert_eq!(api.status().endpoints[0].breaker, "closed");
+        assert_eq!(api.status().endpoints[0].consecutive_failures, 1);
+        assert_eq!(err_of(call().await).category(), ErrorCategory::Http5xx);
+        assert_eq!(hits(), 4);
+        assert_eq!(api.status().endpoints[0].breaker, "open");
+        seen.absorb(&snapshotter);
+        assert_eq!(seen.gauge("circuit_breaker_state", &["endpoint=svc"]), 1.0);
 
-            // Open: fail fast, nothing sent.
-            let refused = err_of(call().await);
-            assert_eq!(refused.category(), ErrorCategory::BreakerOpen);
-            assert!(refused.retry_after().is_some());
-            assert_eq!(hits(), 4);
+        // Open: fail fast, nothing sent.
+        let refused = err_of(call().await);
+        assert_eq!(refused.category(), ErrorCategory::BreakerOpen);
+        assert!(refused.retry_after().is_some());
+        assert_eq!(hits(), 4);
 
-            // After the cooldown: exactly one probe among concurrent calls; it fails and
-            // reopens the breaker.
-            tokio::time::sleep(cooldown + Duration::from_millis(20)).await;
-            let (a, b, c) = tokio::join!(call(), call(), call());
-            let categories: Vec<ErrorCategory> = [a, b, c]
-                .into_iter()
-                .map(|r| err_of(r).category())
-                .collect();
-            assert_eq!(hits(), 5, "one probe, one request: {categories:?}");
-            assert_eq!(
-                categories
-                    .iter()
-                    .filter(|c| **c == ErrorCategory::BreakerOpen)
-                    .count(),
-                2
-            );
-            assert_eq!(api.status().endpoints[0].breaker, "open");
-            assert_eq!(err_of(call().await).category(), ErrorCategory::BreakerOpen);
-            assert_eq!(hits(), 5);
+        // After the cooldown: exactly one probe among concurrent calls; it fails and
+        // reopens the breaker.
+        tokio::time::sleep(cooldown + Duration::from_millis(20)).await;
+        let (a, b, c) = tokio::join!(call(), call(), call());
+        let categories: Vec<ErrorCategory> = [a, b, c]
+            .into_iter()
+            .map(|r| err_of(r).category())
+            .collect();
+        assert_eq!(hits(), 5, "one probe, one request: {categories:?}");
+        assert_eq!(
+            categories
+                .iter()
+                .filter(|c| **c == ErrorCategory::BreakerOpen)
+                .count(),
+            2
+        );
+        assert_eq!(api.status().endpoints[0].breaker, "open");
+        assert_eq!(err_of(call().await).category(), ErrorCategory::BreakerOpen);
+        assert_eq!(hits(), 5);
 
-            // The next probe succeeds and closes it.
-            tokio::time::sleep(cooldown + Duration::from_millis(20)).await;
-            healthy.store(true, Ordering::SeqCst);
-            assert_eq!(&call().await.unwrap().body[..], b"up");
-            assert_eq!(hits(), 6);
-            assert_eq!(api.status().endpoints[0].breaker, "closed");
-            call().await.unwrap();
+        // The next probe succeeds and closes it.
+        tokio::time::sleep(cooldown + Duration::from_millis(20)).await;
+        healthy.store(true, Ordering::SeqCst);
+        assert_eq!(&call().await.unwrap().body[..], b"up");
+        assert_eq!(hits(), 6);
+        assert_eq!(api.status().endpoints[0].breaker, "closed");
+        call().await.unwrap();
 
-            let status = api.status();
-            let svc = &status.endpoints[0];
-            assert_eq!(
-                (svc.breaker, svc.consecutive_failures, svc.failures_total),
-                ("closed", 0, 3)
-            );
-            assert!(svc.last_success_ms.is_some());
+        let status = api.status();
+        let svc = &status.endpoints[0];
+        assert_eq!(
+            (svc.breaker, svc.consecutive_failures, svc.failures_total),
+            ("closed", 0, 3)
+        );
+        assert!(svc.last_success_ms.is_some());
 
-            seen.absorb(&snapshotter);
-            let ep = ["endpoint=svc"];
-            assert_eq!(seen.counter("circuit_breaker_failures_total", &ep), 3);
-            assert_eq!(seen.gauge("circuit_breaker_state", &ep), 0.0);
-            assert_eq!(seen.gauge("circuit_breaker_consecutive_failures", &ep), 0.0);
-            // 2 successes out of 5 calls that counted (3 failures).
-            let ratio = seen.gauge("circuit_breaker_success_ratio", &ep);
-            assert!((ratio - 0.4).abs() < 1e-9, "{ratio}");
-            let source_ep = ["source=testprov", "endpoint=svc"];
-            let requests = |outcome: &str| {
-                let outcome = format!("outcome={outcome}");
-                seen.counter(
-                    "http_requests_total",
-                    &[source_ep[0], source_ep[1], &outcome],
-                )
-            };
-            assert_eq!(requests("http_5xx"), 5);
-            assert_eq!(requests("ok"), 2);
-            assert_eq!(requests("breaker_open"), 4);
-            assert_eq!(seen.counter("http_retries_total", &source_ep), 2);
-            assert_eq!(
-                seen.samples(
-                    "http_request_duration_seconds",
-                    &[source_ep[0], source_ep[1], "outcome=ok"]
-                ),
-                2
-            );
-            assert_eq!(
-                seen.samples("http_rate_limit_wait_seconds", &["source=testprov"]),
-                7,
-                "one wait per request sent"
-            );
-            server.stop().await;
-        })
+        seen.absorb(&snapshotter);
+        let ep = ["endpoint=svc"];
+        assert_eq!(seen.counter("circuit_breaker_failures_total", &ep), 3);
+        assert_eq!(seen.gauge("circuit_breaker_state", &ep), 0.0);
+        assert_eq!(seen.gauge("circuit_breaker_consecutive_failures", &ep), 0.0);
+        // 2 successes out of 5 calls that counted (3 failures).
+        let ratio = seen.gauge("circuit_breaker_success_ratio", &ep);
+        assert!((ratio - 0.4).abs() < 1e-9, "{ratio}");
+        let source_ep = ["source=testprov", "endpoint=svc"];
+        let requests = |outcome: &str| {
+            let outcome = format!("outcome={outcome}");
+            seen.counter(
+                "http_requests_total",
+                &[source_ep[0], source_ep[1], &outcome],
+            )
+        };
+        assert_eq!(requests("http_5xx"), 5);
+        assert_eq!(requests("ok"), 2);
+        assert_eq!(requests("breaker_open"), 4);
+        assert_eq!(seen.counter("http_retries_total", &source_ep), 2);
+        assert_eq!(
+            seen.samples(
+                "http_request_duration_seconds",
+                &[source_ep[0], source_ep[1], "outcome=ok"]
+            ),
+            2
+        );
+        assert_eq!(
+            seen.samples("http_rate_limit_wait_seconds", &["source=testprov"]),
+            7,
+            "one wait per request sent"
+        );
+        server.stop().await;
     });
 }
 
@@ -734,175 +747,164 @@ fn open_store(dir: &std::path::Path) -> Store {
     Store::open(&dir.join("state")).unwrap().0
 }
 
+/// `api` with its stale cache in a store under `dir`.
+fn cached_api(server: &TestServer, settings: HttpSettings, dir: &std::path::Path) -> Api {
+    install_tls_provider();
+    Api::with_settings(
+        spec(&server.base, fast_bucket()),
+        settings,
+        Some(open_store(dir)),
+    )
+    .unwrap()
+}
+
 #[test]
 fn stale_cache_serves_the_last_good_body_marked_with_its_age() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    metrics::with_local_recorder(&recorder, || {
-        current_thread_runtime().block_on(async {
-            let dir = tempfile::tempdir().unwrap();
-            let server = TestServer::start(|hit| match hit.n {
-                1 => Reply::ok("[\"boost-list-1\"]"),
-                _ => Reply::status(502),
-            })
-            .await;
-            install_tls_provider();
-            let settings = HttpSettings {
-                retry_attempts: 1,
-                breaker_threshold: 2,
-                breaker_cooldown: Duration::from_secs(30),
-                max_stale_age: Duration::from_millis(400),
-                ..settings()
-            };
-            let api = Api::with_settings(
-                spec(&server.base, fast_bucket()),
-                settings,
-                Some(open_store(dir.path())),
-            )
-            .unwrap();
-            let call = || api.get(Call::new("boosts", "main", "/token-boosts/top/v1"));
-
-            let fresh = call().await.unwrap();
-            assert_eq!(fresh.stale, None);
-
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let stale = call().await.unwrap();
-            assert_eq!(stale.body, fresh.body);
-            assert_eq!(stale.received_ms, fresh.received_ms);
-            let age = stale.stale.expect("marked stale");
-            assert!(age >= Duration::from_millis(100), "{age:?}");
-            assert_eq!(stale.stale_cause, Some(ErrorCategory::Http5xx));
-            assert_eq!(
-                stale.clone().require_fresh().unwrap_err().category(),
-                ErrorCategory::Stale
-            );
-            let status = api.status();
-            assert!(status.endpoints[0].serving_stale);
-            assert!(status.endpoints[0].cache_age_ms.unwrap() >= 100);
-
-            // The breaker opens on the second failure; an open breaker is answered stale too,
-            // without a request.
-            assert!(call().await.unwrap().is_stale());
-            let hits_before = server.hits().len();
-            let served = call().await.unwrap();
-            assert_eq!(served.stale_cause, Some(ErrorCategory::BreakerOpen));
-            assert_eq!(server.hits().len(), hits_before);
-
-            // Without the fallback, the error.
-            let error = err_of(
-                api.get(Call::new("boosts", "main", "/token-boosts/top/v1").use_stale(false))
-                    .await,
-            );
-            assert_eq!(error.category(), ErrorCategory::BreakerOpen);
-
-            // Too old: the error comes back instead.
-            tokio::time::sleep(Duration::from_millis(350)).await;
-            let error = err_of(call().await);
-            assert_eq!(error.category(), ErrorCategory::BreakerOpen);
-            assert!(!api.status().endpoints[0].serving_stale);
-
-            let mut seen = SeenMetrics::default();
-            seen.absorb(&snapshotter);
-            assert_eq!(
-                seen.counter(
-                    "http_stale_served_total",
-                    &["source=testprov", "endpoint=boosts"]
-                ),
-                3
-            );
-            server.stop().await;
+    with_metrics(|snapshotter| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(|hit| match hit.n {
+            1 => Reply::ok("[\"boost-list-1\"]"),
+            _ => Reply::status(502),
         })
+        .await;
+        let settings = HttpSettings {
+            retry_attempts: 1,
+            breaker_threshold: 2,
+            breaker_cooldown: Duration::from_secs(30),
+            max_stale_age: Duration::from_millis(400),
+            ..settings()
+        };
+        let api = cached_api(&server, settings, dir.path());
+        let call = || api.get(Call::new("boosts", "main", "/token-boosts/top/v1"));
+
+        let fresh = call().await.unwrap();
+        assert_eq!(fresh.stale, None);
+
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let stale = call().await.unwrap();
+        assert_eq!(stale.body, fresh.body);
+        assert_eq!(stale.received_ms, fresh.received_ms);
+        let age = stale.stale.expect("marked stale");
+        assert!(age >= Duration::from_millis(100), "{age:?}");
+        assert_eq!(stale.stale_cause, Some(ErrorCategory::Http5xx));
+        assert_eq!(
+            stale.clone().require_fresh().unwrap_err().category(),
+            ErrorCategory::Stale
+        );
+        let status = api.status();
+        assert!(status.endpoints[0].serving_stale);
+        assert!(status.endpoints[0].cache_age_ms.unwrap() >= 100);
+
+        // The breaker opens on the second failure; an open breaker is answered stale too,
+        // without a request.
+        assert!(call().await.unwrap().is_stale());
+        let hits_before = server.hits().len();
+        let served = call().await.unwrap();
+        assert_eq!(served.stale_cause, Some(ErrorCategory::BreakerOpen));
+        assert_eq!(server.hits().len(), hits_before);
+
+        // Without the fallback, the error.
+        let error = err_of(
+            api.get(Call::new("boosts", "main", "/token-boosts/top/v1").use_stale(false))
+                .await,
+        );
+        assert_eq!(error.category(), ErrorCategory::BreakerOpen);
+
+        // Too old: the error comes back instead.
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        let error = err_of(call().await);
+        assert_eq!(error.category(), ErrorCategory::BreakerOpen);
+        assert!(!api.status().endpoints[0].serving_stale);
+
+        let seen = SeenMetrics::of(&snapshotter);
+        assert_eq!(
+            seen.counter(
+                "http_stale_served_total",
+                &["source=testprov", "endpoint=boosts"]
+            ),
+            3
+        );
+        server.stop().await;
     });
 }
 
 #[test]
 fn a_malformed_json_body_is_a_decode_failure_handed_on_but_never_cached() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    metrics::with_local_recorder(&recorder, || {
-        current_thread_runtime().block_on(async {
-            let dir = tempfile::tempdir().unwrap();
-            let server = TestServer::start(|hit| match (hit.path.as_str(), hit.n) {
-                ("/boosts", 1) => Reply::ok("[\"good\"]"),
-                ("/boosts", _) => Reply::ok("[\"cut"),
-                _ => Reply::ok("plain text"),
-            })
-            .await;
-            install_tls_provider();
-            let settings = HttpSettings {
-                retry_attempts: 3,
-                breaker_threshold: 2,
-                breaker_cooldown: Duration::from_secs(30),
-                ..settings()
-            };
-            let api = Api::with_settings(
-                spec(&server.base, fast_bucket()),
-                settings,
-                Some(open_store(dir.path())),
-            )
-            .unwrap();
-            let call = || api.get(Call::new("boosts", "main", "/boosts").json(true));
-
-            let good = call().await.unwrap();
-            assert!(!good.is_malformed());
-
-            // A 2xx that is not JSON: handed on as received (the dataflow reports it), not
-            // retried, a decode error on the status page, one failure for the breaker.
-            let bad = call().await.unwrap();
-            assert_eq!(&bad.body[..], b"[\"cut");
-            assert_eq!(bad.stale, None);
-            let error = bad.malformed.clone().expect("marked malformed");
-            assert_eq!(error.category(), ErrorCategory::Decode);
-            assert_eq!(
-                server.hits_on("/boosts").len(),
-                2,
-                "a decode failure is not retried"
-            );
-            let status = api.status();
-            let boosts = &status.endpoints[0];
-            assert_eq!(boosts.last_error, Some(ErrorCategory::Decode));
-            assert_eq!((boosts.breaker, boosts.consecutive_failures), ("closed", 1));
-
-            // The second opens the breaker; the stale cache then answers with the last *good*
-            // body: the malformed ones were never cached.
-            assert!(call().await.unwrap().is_malformed());
-            assert_eq!(api.status().endpoints[0].breaker, "open");
-            let stale = call().await.unwrap();
-            assert_eq!(&stale.body[..], b"[\"good\"]");
-            assert_eq!(stale.stale_cause, Some(ErrorCategory::BreakerOpen));
-            assert!(!stale.is_malformed());
-            assert_eq!(server.hits_on("/boosts").len(), 3);
-
-            // Without `json(true)` the layer does not look at the body.
-            let text = api.get(Call::new("text", "main", "/text")).await.unwrap();
-            assert!(!text.is_malformed());
-
-            let mut seen = SeenMetrics::default();
-            seen.absorb(&snapshotter);
-            let requests = |endpoint: &str, outcome: &str| {
-                let endpoint = format!("endpoint={endpoint}");
-                let outcome = format!("outcome={outcome}");
-                seen.counter(
-                    "http_requests_total",
-                    &["source=testprov", &endpoint, &outcome],
-                )
-            };
-            assert_eq!(requests("boosts", "decode"), 2);
-            assert_eq!(requests("boosts", "ok"), 1);
-            assert_eq!(requests("text", "ok"), 1);
-            assert_eq!(
-                seen.counter("circuit_breaker_failures_total", &["endpoint=boosts"]),
-                2
-            );
-            assert_eq!(
-                seen.samples(
-                    "http_request_duration_seconds",
-                    &["source=testprov", "endpoint=boosts", "outcome=decode"]
-                ),
-                2
-            );
-            server.stop().await;
+    with_metrics(|snapshotter| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(|hit| match (hit.path.as_str(), hit.n) {
+            ("/boosts", 1) => Reply::ok("[\"good\"]"),
+            ("/boosts", _) => Reply::ok("[\"cut"),
+            _ => Reply::ok("plain text"),
         })
+        .await;
+        let settings = HttpSettings {
+            retry_attempts: 3,
+            breaker_threshold: 2,
+            breaker_cooldown: Duration::from_secs(30),
+            ..settings()
+        };
+        let api = cached_api(&server, settings, dir.path());
+        let call = || api.get(Call::new("boosts", "main", "/boosts").json(true));
+
+        let good = call().await.unwrap();
+        assert!(!good.is_malformed());
+
+        // A 2xx that is not JSON: handed on as received (the dataflow reports it), not
+        // retried, a decode error on the status page, one failure for the breaker.
+        let bad = call().await.unwrap();
+        assert_eq!(&bad.body[..], b"[\"cut");
+        assert_eq!(bad.stale, None);
+        let error = bad.malformed.clone().expect("marked malformed");
+        assert_eq!(error.category(), ErrorCategory::Decode);
+        assert_eq!(
+            server.hits_on("/boosts").len(),
+            2,
+            "a decode failure is not retried"
+        );
+        let status = api.status();
+        let boosts = &status.endpoints[0];
+        assert_eq!(boosts.last_error, Some(ErrorCategory::Decode));
+        assert_eq!((boosts.breaker, boosts.consecutive_failures), ("closed", 1));
+
+        // The second opens the breaker; the stale cache then answers with the last *good*
+        // body: the malformed ones were never cached.
+        assert!(call().await.unwrap().is_malformed());
+        assert_eq!(api.status().endpoints[0].breaker, "open");
+        let stale = call().await.unwrap();
+        assert_eq!(&stale.body[..], b"[\"good\"]");
+        assert_eq!(stale.stale_cause, Some(ErrorCategory::BreakerOpen));
+        assert!(!stale.is_malformed());
+        assert_eq!(server.hits_on("/boosts").len(), 3);
+
+        // Without `json(true)` the layer does not look at the body.
+        let text = api.get(Call::new("text", "main", "/text")).await.unwrap();
+        assert!(!text.is_malformed());
+
+        let seen = SeenMetrics::of(&snapshotter);
+        let requests = |endpoint: &str, outcome: &str| {
+            let endpoint = format!("endpoint={endpoint}");
+            let outcome = format!("outcome={outcome}");
+            seen.counter(
+                "http_requests_total",
+                &["source=testprov", &endpoint, &outcome],
+            )
+        };
+        assert_eq!(requests("boosts", "decode"), 2);
+        assert_eq!(requests("boosts", "ok"), 1);
+        assert_eq!(requests("text", "ok"), 1);
+        assert_eq!(
+            seen.counter("circuit_breaker_failures_total", &["endpoint=boosts"]),
+            2
+        );
+        assert_eq!(
+            seen.samples(
+                "http_request_duration_seconds",
+                &["source=testprov", "endpoint=boosts", "outcome=decode"]
+            ),
+            2
+        );
+        server.stop().await;
     });
 }
 
@@ -930,12 +932,7 @@ async fn the_stale_cache_survives_in_sled() {
     // A new process, as far as the layer knows: a new store handle, a new Api, and an
     // upstream that only fails.
     let server = TestServer::start(|_| Reply::status(500)).await;
-    let api = Api::with_settings(
-        spec(&server.base, fast_bucket()),
-        settings(),
-        Some(open_store(dir.path())),
-    )
-    .unwrap();
+    let api = cached_api(&server, settings(), dir.path());
     let stale = api
         .get(Call::new("pairs", "main", "/tokens/v1/solana/A,B"))
         .await

@@ -188,6 +188,189 @@ fn keeper_cli_files(
     (config_file, pipeline_file)
 }
 
+/// A runtime, an anvil node with MockPyth (60 s staleness limit, fee `FEE`), a temporary
+/// directory and, in it, a `synth_venue` of `minutes` started `behind_ms` ago at `speed`.
+/// Returns (runtime, anvil, contract, directory, venue).
+fn venue_rig(
+    minutes: u32,
+    behind_ms: u64,
+    speed: f64,
+) -> (
+    tokio::runtime::Runtime,
+    Anvil,
+    Address,
+    tempfile::TempDir,
+    sluice::venue::Venue,
+) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let anvil = Anvil::start(&[]);
+    let contract = rt.block_on(deploy_mock_pyth(&anvil.url, 60, FEE));
+    let dir = tempfile::tempdir().unwrap();
+    let venue = rt.block_on(synth_venue(dir.path(), minutes, behind_ms, speed));
+    (rt, anvil, contract, dir, venue)
+}
+
+/// `sluice run` of a keeper's config and pipeline files into `out`, signing with `KEY_1` given
+/// as `PRIVATE_KEY`; the caller adds logging and output.
+fn sluice_run(
+    config_file: &std::path::Path,
+    pipeline_file: &std::path::Path,
+    out: &std::path::Path,
+) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
+    command
+        .arg("run")
+        .arg("--config")
+        .arg(config_file)
+        .arg("--pipeline")
+        .arg(pipeline_file)
+        .arg("--out")
+        .arg(out)
+        .env("PRIVATE_KEY", KEY_1);
+    command
+}
+
+/// The `kind` of a keeper.jsonl or journal line ("" without one).
+fn kind(v: &serde_json::Value) -> String {
+    v["kind"].as_str().unwrap_or("").to_owned()
+}
+
+/// Every line of a finished JSON-lines file (it must exist, and every line must parse).
+fn read_jsonl(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The keeper.jsonl lines under `out` so far, of a run that may still be writing it: none
+/// before the file exists, and a line not yet whole is left out.
+fn keeper_lines(out: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(out.join("keeper.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Waits up to 60 s for the keeper.jsonl lines under `out` to satisfy `done`; else fails with
+/// `what`, the lines, and the run's log at `log` if there is one.
+fn wait_for_keeper(
+    out: &std::path::Path,
+    log: Option<&std::path::Path>,
+    what: &str,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) {
+    use std::time::{Duration, Instant};
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done(&keeper_lines(out)) {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {:#?}\n{}",
+            keeper_lines(out),
+            log.map(|l| std::fs::read_to_string(l).unwrap_or_default())
+                .unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The (feed id, publish time) pairs of a keeper.jsonl transaction line, in its order.
+fn sent_feeds(v: &serde_json::Value) -> Vec<(String, i64)> {
+    v["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(v["publish_times"].as_array().unwrap())
+        .map(|(i, t)| (i.as_str().unwrap().to_owned(), t.as_i64().unwrap()))
+        .collect()
+}
+
+/// One round of the chain source over BTC and ETH, as a live run polls it: the envelope it
+/// emits, the records that parses to, and their chain targets.
+async fn chain_source_round(
+    url: &str,
+    contract: Address,
+) -> (
+    sluice::model::Envelope,
+    Vec<sluice::model::Record>,
+    Vec<sluice::model::ChainTarget>,
+) {
+    use sluice::model::parse::{ParseContext, parse_envelope};
+    use sluice::model::{AssetMap, Ingest, Record, Source};
+    use sluice::sources::chain::ChainSource;
+    use sluice::sources::{LiveClock, SourceRegistry};
+
+    let clock = LiveClock::new(10, std::time::Duration::from_millis(250), None);
+    let (emitter, rx, _) = clock.attach(Source::Chain);
+    let client = ChainClient::connect(&[url.to_owned()]).await.unwrap();
+    let source = ChainSource::new(
+        client,
+        contract.0.0,
+        vec![BTC, ETH],
+        std::time::Duration::from_millis(100),
+        emitter,
+        SourceRegistry::default(),
+    );
+    assert!(source.poll_once().await.is_some());
+    let env = rx
+        .try_iter()
+        .find_map(|i| match i {
+            Ingest::Envelope(e) => Some(e),
+            Ingest::Watermark(_) => None,
+        })
+        .expect("a chain-read envelope");
+    let assets = AssetMap::default();
+    let ctx = ParseContext {
+        assets: &assets,
+        max_future_skew_ms: 5_000,
+    };
+    let mut records = Vec::new();
+    parse_envelope(&env, &ctx, &mut records);
+    let targets = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Target(t) => Some(t.clone()),
+            _ => None,
+        })
+        .collect();
+    (env, records, targets)
+}
+
+/// Pushes one update straight to MockPyth (not through a keeper), signed with `KEY_1` and
+/// paying `FEE`, and waits for its receipt.
+async fn update_directly(url: &str, contract: Address, update: MockUpdate) {
+    IPyth::new(contract, wallet_provider(url, KEY_1))
+        .updatePriceFeeds(vec![Bytes::from(update.encode())])
+        .value(U256::from(FEE))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+}
+
+/// Asserts that no transaction of `KEY_1` reached the node: none pending, none mined.
+async fn assert_nothing_reached_the_node(url: &str) {
+    let pool: serde_json::Value = provider(url)
+        .raw_request("txpool_content".into(), ())
+        .await
+        .unwrap();
+    assert_eq!(pool["pending"], serde_json::json!({}), "{pool}");
+    assert_eq!(nonce(url, KEY_1).await, 0);
+}
+
+/// An anvil node with MockPyth deployed (60 s staleness limit, fee `FEE`), and a send-mode
+/// chain config for it that signs with `KEY_1`.
+async fn send_chain() -> (Anvil, Address, ChainConfig) {
+    let anvil = Anvil::start(&[]);
+    let contract = deploy_mock_pyth(&anvil.url, 60, FEE).await;
+    let config = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
+    (anvil, contract, config)
+}
+
 fn is_confirmed(e: &SinkEvent) -> bool {
     matches!(e, SinkEvent::TxConfirmed { .. })
 }
@@ -206,16 +389,7 @@ async fn observer_reads_not_found_then_the_pushed_price() {
         [ChainRead::not_found(BTC), ChainRead::not_found(ETH)]
     );
 
-    let data = vec![Bytes::from(update(BTC, -12_345, 1_700_000_000).encode())];
-    IPyth::new(contract, wallet_provider(&anvil.url, KEY_1))
-        .updatePriceFeeds(data)
-        .value(U256::from(FEE))
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    update_directly(&anvil.url, contract, update(BTC, -12_345, 1_700_000_000)).await;
     let round = observer.read_round().await.unwrap();
     let expected = ChainRead::found(
         BTC,
@@ -239,9 +413,7 @@ async fn observer_reads_not_found_then_the_pushed_price() {
 
 #[tokio::test]
 async fn send_pushes_a_batch_pays_the_fee_and_never_twice() {
-    let anvil = Anvil::start(&[]);
-    let contract = deploy_mock_pyth(&anvil.url, 60, FEE).await;
-    let config = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
+    let (anvil, contract, config) = send_chain().await;
     let dir = tempfile::tempdir().unwrap();
     let tree = ChainSink::open_store(dir.path()).unwrap();
     let mut sink = ChainSink::open(&config, Some(tree), false).await.unwrap();
@@ -709,53 +881,14 @@ async fn tick_until_settled(sink: &mut ChainSink, now: &mut u64) -> SinkEvent {
 
 #[tokio::test]
 async fn the_observer_source_emits_chain_read_envelopes_the_parser_reads() {
-    use sluice::model::parse::{ParseContext, parse_envelope};
-    use sluice::model::{AssetMap, ChainTarget, Ingest, Record, Source};
-    use sluice::sources::chain::ChainSource;
-    use sluice::sources::{LiveClock, SourceRegistry};
-
-    let anvil = Anvil::start(&[]);
-    let contract = deploy_mock_pyth(&anvil.url, 60, FEE).await;
-    let config = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
+    let (anvil, contract, config) = send_chain().await;
     let mut sink = ChainSink::open(&config, None, false).await.unwrap();
     sink.on_batch(&batch(1, &[(BTC, 100, 1_000)]), 0).await;
     let mut now = 0;
     tick_until(&mut sink, &mut now, is_confirmed).await;
 
-    let clock = LiveClock::new(10, std::time::Duration::from_millis(250), None);
-    let (emitter, rx, _) = clock.attach(Source::Chain);
-    let client = ChainClient::connect(&config.rpc_urls).await.unwrap();
-    let source = ChainSource::new(
-        client,
-        contract.0.0,
-        vec![BTC, ETH],
-        std::time::Duration::from_millis(100),
-        emitter,
-        SourceRegistry::default(),
-    );
-    assert!(source.poll_once().await.is_some());
-    let env = rx
-        .try_iter()
-        .find_map(|i| match i {
-            Ingest::Envelope(e) => Some(e),
-            Ingest::Watermark(_) => None,
-        })
-        .expect("an envelope");
-    let assets = AssetMap::default();
-    let ctx = ParseContext {
-        assets: &assets,
-        max_future_skew_ms: 5_000,
-    };
-    let mut out = Vec::new();
-    parse_envelope(&env, &ctx, &mut out);
-    let targets: Vec<&ChainTarget> = out
-        .iter()
-        .filter_map(|r| match r {
-            Record::Target(t) => Some(t),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(targets.len(), 2, "{out:?}");
+    let (_, records, targets) = chain_source_round(&anvil.url, contract).await;
+    assert_eq!(targets.len(), 2, "{records:?}");
     assert_eq!(
         targets[0].price.map(|p| (p.price, p.publish_time)),
         Some((100, 1_000))
@@ -801,11 +934,7 @@ fn a_feed_not_found_on_chain_is_pushed_as_initial() {
 
     use sluice::config::UnlistedFeeds;
     use sluice::dataflow::debounce::{DebounceTiming, FeedTarget, FeedTick, debounce};
-    use sluice::model::parse::{ParseContext, parse_envelope};
-    use sluice::model::{AssetMap, Ingest, Record, Source};
     use sluice::ops::debounce::{FeedRules, Quote};
-    use sluice::sources::chain::ChainSource;
-    use sluice::sources::{LiveClock, SourceRegistry};
     use timely::container::CapacityContainerBuilder;
     use timely::dataflow::operators::{Input, Inspect, Probe};
     use timely::dataflow::{InputHandle, ProbeHandle};
@@ -815,58 +944,18 @@ fn a_feed_not_found_on_chain_is_pushed_as_initial() {
     let anvil = Anvil::start(&[]);
     let contract = rt.block_on(deploy_mock_pyth(&anvil.url, 60, FEE));
     // ETH is on chain; BTC never was.
-    rt.block_on(async {
-        IPyth::new(contract, wallet_provider(&anvil.url, KEY_1))
-            .updatePriceFeeds(vec![Bytes::from(update(ETH, PRICE, 1_000).encode())])
-            .value(U256::from(FEE))
-            .send()
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap();
-    });
+    rt.block_on(update_directly(
+        &anvil.url,
+        contract,
+        update(ETH, PRICE, 1_000),
+    ));
     // One round of the chain source, as a live run reads it.
-    let clock = LiveClock::new(10, std::time::Duration::from_millis(250), None);
-    let (emitter, rx, _) = clock.attach(Source::Chain);
-    let client = rt
-        .block_on(ChainClient::connect(std::slice::from_ref(&anvil.url)))
-        .unwrap();
-    let source = ChainSource::new(
-        client,
-        contract.0.0,
-        vec![BTC, ETH],
-        std::time::Duration::from_millis(100),
-        emitter,
-        SourceRegistry::default(),
-    );
-    assert!(rt.block_on(source.poll_once()).is_some());
-    let env = rx
-        .try_iter()
-        .find_map(|i| match i {
-            Ingest::Envelope(e) => Some(e),
-            Ingest::Watermark(_) => None,
-        })
-        .expect("a chain-read envelope");
+    let (env, records, targets) = rt.block_on(chain_source_round(&anvil.url, contract));
     assert!(
         std::str::from_utf8(&env.raw)
             .unwrap()
             .contains("PriceFeedNotFound")
     );
-    let assets = AssetMap::default();
-    let ctx = ParseContext {
-        assets: &assets,
-        max_future_skew_ms: 5_000,
-    };
-    let mut records = Vec::new();
-    parse_envelope(&env, &ctx, &mut records);
-    let targets: Vec<_> = records
-        .iter()
-        .filter_map(|r| match r {
-            Record::Target(t) => Some(t.clone()),
-            _ => None,
-        })
-        .collect();
     assert_eq!(targets.len(), 2, "{records:?}");
     assert_eq!(targets[0].feed, BTC);
     assert_eq!(targets[0].price, None, "not found: no price");
@@ -975,13 +1064,9 @@ fn a_live_run_pushes_its_batches_to_the_chain() {
     use sluice::dataflow::run::RecordingInput;
     use sluice::live::LiveOptions;
 
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let anvil = Anvil::start(&[]);
-    let contract = rt.block_on(deploy_mock_pyth(&anvil.url, 60, FEE));
-    let dir = tempfile::tempdir().unwrap();
     // Behind the wall clock, so that at 4x speed the publish times stay in the past (future
     // ones are refused) and younger than the 60 s staleness limit.
-    let venue = rt.block_on(synth_venue(dir.path(), 1, 50_000, 4.0));
+    let (rt, anvil, contract, dir, venue) = venue_rig(1, 50_000, 4.0);
 
     let mut config = Config::load(None, &[]).unwrap();
     config.hermes.base_url = venue.hermes_url();
@@ -1016,16 +1101,8 @@ sinks = ["journal", "chain"]"#,
     stop.cancel();
     run.join().unwrap().unwrap();
 
-    let lines = |name: &str| -> Vec<serde_json::Value> {
-        std::fs::read_to_string(out.join(name))
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    };
-    let journal = lines("journal.jsonl");
-    let keeper = lines("keeper.jsonl");
-    let kind = |v: &serde_json::Value| v["kind"].as_str().unwrap_or("").to_owned();
+    let journal = read_jsonl(&out.join("journal.jsonl"));
+    let keeper = read_jsonl(&out.join("keeper.jsonl"));
     let batches: Vec<&serde_json::Value> =
         journal.iter().filter(|v| kind(v) == "push_batch").collect();
     assert!(
@@ -1086,16 +1163,8 @@ sinks = ["journal", "chain"]"#,
             v["hash"].as_str().unwrap().to_owned(),
             v["fee"].as_str().unwrap().parse::<u64>().unwrap(),
         );
-        for (id, t) in v["ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .zip(v["publish_times"].as_array().unwrap())
-        {
-            assert!(
-                sent.insert((id.to_string(), t.as_i64().unwrap())),
-                "{id} {t} sent twice"
-            );
+        for (id, t) in sent_feeds(v) {
+            assert!(sent.insert((id.clone(), t)), "{id} {t} sent twice");
         }
     }
     let confirmed: Vec<&serde_json::Value> = keeper
@@ -1169,12 +1238,7 @@ sinks = ["journal", "chain"]"#,
                 let submitted = keeper.iter().find(|s| {
                     kind(s) == "tx_submitted"
                         && s["batches"] == c["batches"]
-                        && s["ids"]
-                            .as_array()
-                            .unwrap()
-                            .iter()
-                            .zip(s["publish_times"].as_array().unwrap())
-                            .any(|(i, t)| i == id.as_str() && t.as_i64() == Some(chain_pt))
+                        && sent_feeds(s).iter().any(|(i, t)| i == id && *t == chain_pt)
                 })?;
                 Some((c, submitted))
             })
@@ -1231,11 +1295,7 @@ sinks = ["journal", "chain"]"#,
     // submission in its keeper record (its journaled submissions are the live run's).
     assert_eq!(rt.block_on(nonce(&anvil.url, KEY_1)), nonce_before);
     assert_eq!(rt.block_on(balance(&anvil.url, contract)), U256::from(paid));
-    let plans: Vec<serde_json::Value> = std::fs::read_to_string(replayed.join("keeper.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let plans = read_jsonl(&replayed.join("keeper.jsonl"));
     assert_eq!(plans.len(), batches.len(), "{plans:#?}");
     // What is already on chain stops in simulation; the rest is planned.
     assert!(
@@ -1586,15 +1646,7 @@ async fn over_websocket_a_price_feed_update_log_triggers_a_read_at_once() {
     );
     // Give the subscription a moment, then update the contract.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    IPyth::new(contract, wallet_provider(&anvil.url, KEY_1))
-        .updatePriceFeeds(vec![Bytes::from(update(BTC, 42, 1_000).encode())])
-        .value(U256::from(FEE))
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    update_directly(&anvil.url, contract, update(BTC, 42, 1_000)).await;
     let second = envelopes(1).await;
     assert!(
         std::str::from_utf8(&second[0].raw)
@@ -1607,9 +1659,7 @@ async fn over_websocket_a_price_feed_update_log_triggers_a_read_at_once() {
 
 #[tokio::test]
 async fn a_feed_without_update_data_is_not_counted_as_pushed() {
-    let anvil = Anvil::start(&[]);
-    let contract = deploy_mock_pyth(&anvil.url, 60, FEE).await;
-    let config = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
+    let (_anvil, _, config) = send_chain().await;
     let mut sink = ChainSink::open(&config, None, false).await.unwrap();
     let mut b = batch(1, &[(BTC, 100, 1_000)]);
     let without = batch(1, &[(ETH, 200, 1_000)]);
@@ -1750,13 +1800,7 @@ async fn a_transaction_stored_but_never_broadcast_is_sent_by_the_next_start() {
         assert!(sink.state().in_flight.is_some());
     }
     assert!(broadcasts.load(Ordering::SeqCst) >= 1);
-    // Nothing reached the node.
-    let pending: serde_json::Value = provider(&anvil.url)
-        .raw_request("txpool_content".into(), ())
-        .await
-        .unwrap();
-    assert_eq!(pending["pending"], serde_json::json!({}), "{pending}");
-    assert_eq!(nonce(&anvil.url, KEY_1).await, 0);
+    assert_nothing_reached_the_node(&anvil.url).await;
 
     // Started again (the node reachable now): the stored bytes go out, and land.
     let config = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
@@ -1792,9 +1836,7 @@ async fn a_transaction_stored_but_never_broadcast_is_sent_by_the_next_start() {
 async fn a_transaction_the_store_cannot_record_is_not_broadcast() {
     use sluice::chain::sink::STORE_RETRY_MS;
 
-    let anvil = Anvil::start(&[]);
-    let contract = deploy_mock_pyth(&anvil.url, 60, FEE).await;
-    let config = chain_config(&[&anvil.url], contract, ChainMode::Send, KEY_1);
+    let (anvil, contract, config) = send_chain().await;
     let dir = tempfile::tempdir().unwrap();
     let db = sled::Config::new().path(dir.path()).open().unwrap();
     let tree = db.open_tree("keeper").unwrap();
@@ -1824,13 +1866,7 @@ async fn a_transaction_the_store_cannot_record_is_not_broadcast() {
     assert!(sink.state().in_flight.is_none());
     let queued = sink.state().queued.clone().expect("the batch stays queued");
     assert_eq!(queued.batches, [1]);
-    // Nothing reached the node.
-    let pool: serde_json::Value = provider(&anvil.url)
-        .raw_request("txpool_content".into(), ())
-        .await
-        .unwrap();
-    assert_eq!(pool["pending"], serde_json::json!({}), "{pool}");
-    assert_eq!(nonce(&anvil.url, KEY_1).await, 0);
+    assert_nothing_reached_the_node(&anvil.url).await;
     // Within the pause nothing is signed, a new batch only joins the queue; after it, the
     // queue is tried again (and refused again: the store is still gone).
     // (The only events meanwhile say the state could not be saved.)
@@ -2069,7 +2105,7 @@ fn a_confirmed_push_is_measured() {
 #[test]
 fn a_run_killed_between_send_and_receipt_pays_once_after_restart() {
     use std::collections::BTreeSet;
-    use std::process::{Child, Command, Stdio};
+    use std::process::{Child, Stdio};
     use std::time::{Duration, Instant};
 
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -2087,44 +2123,22 @@ fn a_run_killed_between_send_and_receipt_pays_once_after_restart() {
     );
     let out = dir.path().join("out");
     let start = || -> Child {
-        Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .arg("run")
-            .arg("--config")
-            .arg(&config_file)
-            .arg("--pipeline")
-            .arg(&pipeline_file)
-            .arg("--out")
-            .arg(&out)
-            .env("PRIVATE_KEY", KEY_1)
+        sluice_run(&config_file, &pipeline_file, &out)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap()
     };
-    let keeper_lines = || -> Vec<serde_json::Value> {
-        std::fs::read_to_string(out.join("keeper.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    };
-    let kind = |v: &serde_json::Value| v["kind"].as_str().unwrap_or("").to_owned();
 
     // The first run: killed as soon as its first transaction is out.
     let mut first = start();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !keeper_lines().iter().any(|v| kind(v) == "tx_submitted") {
-        assert!(
-            Instant::now() < deadline,
-            "no submission: {:#?}",
-            keeper_lines()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_keeper(&out, None, "no submission", |lines| {
+        lines.iter().any(|v| kind(v) == "tx_submitted")
+    });
     first.kill().unwrap();
     first.wait().unwrap();
-    let before = keeper_lines();
+    let before = keeper_lines(&out);
     let in_flight = before
         .iter()
         .find(|v| kind(v) == "tx_submitted")
@@ -2147,7 +2161,7 @@ fn a_run_killed_between_send_and_receipt_pays_once_after_restart() {
     support::signal::send(&second, "TERM");
     assert!(second.wait().unwrap().success());
     rt.block_on(mine(&anvil.url));
-    let after: Vec<serde_json::Value> = keeper_lines().split_off(before.len());
+    let after: Vec<serde_json::Value> = keeper_lines(&out).split_off(before.len());
     assert!(after.iter().all(|v| kind(v) != "tx_failed"), "{after:#?}");
     // The kept transaction was settled by the second run, not sent anew.
     // (Batch numbers restart with the process: the transaction is known by its hashes, the
@@ -2212,15 +2226,12 @@ fn a_run_killed_between_send_and_receipt_pays_once_after_restart() {
                 .map(|(id, t)| (format!("{id:#x}").trim_start_matches("0x").to_owned(), *t))
                 .collect();
             if tx["nonce"] == "0x0" {
-                let kept: Vec<(String, u64)> = in_flight["ids"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .zip(in_flight["publish_times"].as_array().unwrap())
+                let kept: Vec<(String, u64)> = sent_feeds(&in_flight)
+                    .into_iter()
                     .map(|(id, t)| {
                         (
-                            id.as_str().unwrap().trim_start_matches("0x").to_owned(),
-                            t.as_u64().unwrap(),
+                            id.trim_start_matches("0x").to_owned(),
+                            u64::try_from(t).unwrap(),
                         )
                     })
                     .collect();
@@ -2250,14 +2261,10 @@ fn a_run_killed_between_send_and_receipt_pays_once_after_restart() {
 fn sigusr1_to_a_running_keeper_pushes_the_newer_feeds_and_the_key_shows_nowhere() {
     use std::collections::BTreeMap;
     use std::process::{Command, Stdio};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let anvil = Anvil::start(&[]);
-    let contract = rt.block_on(deploy_mock_pyth(&anvil.url, 60, FEE));
-    let dir = tempfile::tempdir().unwrap();
     // At recorded pace, 20 s behind the wall clock: fresh, never in the future.
-    let venue = rt.block_on(synth_venue(dir.path(), 2, 20_000, 1.0));
+    let (rt, anvil, contract, dir, venue) = venue_rig(2, 20_000, 1.0);
     // After the initial push nothing reaches the thresholds: only the signal pushes again.
     let (config_file, pipeline_file) = keeper_cli_files(
         dir.path(),
@@ -2270,63 +2277,38 @@ fn sigusr1_to_a_running_keeper_pushes_the_newer_feeds_and_the_key_shows_nowhere(
     let recording = dir.path().join("run.rec");
     let stderr = dir.path().join("stderr.log");
     let stdout = dir.path().join("stdout.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("run")
-        .arg("--config")
-        .arg(&config_file)
-        .arg("--pipeline")
-        .arg(&pipeline_file)
-        .arg("--out")
-        .arg(&out)
+    let mut child = sluice_run(&config_file, &pipeline_file, &out)
         .arg("--record")
         .arg(&recording)
-        .env("PRIVATE_KEY", KEY_1)
         .env("RUST_LOG", "debug")
         .stdout(Stdio::from(std::fs::File::create(&stdout).unwrap()))
         .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()))
         .spawn()
         .unwrap();
-    let keeper_lines = || -> Vec<serde_json::Value> {
-        std::fs::read_to_string(out.join("keeper.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    };
-    let kind = |v: &serde_json::Value| v["kind"].as_str().unwrap_or("").to_owned();
     let forced = |v: &serde_json::Value| {
         v["batches"]
             .as_array()
             .is_some_and(|b| b.contains(&serde_json::json!(0)))
     };
-    let wait_for = |what: &str, done: &dyn Fn(&[serde_json::Value]) -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !done(&keeper_lines()) {
-            assert!(
-                Instant::now() < deadline,
-                "{what}: {:#?}\n{}",
-                keeper_lines(),
-                std::fs::read_to_string(&stderr).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
 
     // The initial push lands; then the sources move on for a while.
-    wait_for("no initial push confirmed", &|lines| {
+    wait_for_keeper(&out, Some(&stderr), "no initial push confirmed", |lines| {
         lines.iter().any(|v| kind(v) == "tx_confirmed")
     });
     std::thread::sleep(Duration::from_secs(3));
-    let before = keeper_lines();
+    let before = keeper_lines(&out);
     assert!(before.iter().all(|v| !forced(v)), "{before:#?}");
     support::signal::send(&child, "USR1");
-    wait_for("the forced push never landed", &|lines| {
-        lines.iter().any(|v| kind(v) == "tx_confirmed" && forced(v))
-    });
+    wait_for_keeper(
+        &out,
+        Some(&stderr),
+        "the forced push never landed",
+        |lines| lines.iter().any(|v| kind(v) == "tx_confirmed" && forced(v)),
+    );
     support::signal::send(&child, "TERM");
     assert!(child.wait().unwrap().success());
 
-    let lines = keeper_lines();
+    let lines = keeper_lines(&out);
     assert!(lines.iter().all(|v| kind(v) != "tx_failed"), "{lines:#?}");
     assert!(
         !lines.iter().any(|v| kind(v) == "tx_skipped" && forced(v)),
@@ -2334,17 +2316,8 @@ fn sigusr1_to_a_running_keeper_pushes_the_newer_feeds_and_the_key_shows_nowhere(
     );
     // What was pushed before the signal, per feed.
     let mut pushed: BTreeMap<String, i64> = BTreeMap::new();
-    let pairs = |v: &serde_json::Value| -> Vec<(String, i64)> {
-        v["ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .zip(v["publish_times"].as_array().unwrap())
-            .map(|(i, t)| (i.as_str().unwrap().to_owned(), t.as_i64().unwrap()))
-            .collect()
-    };
     for v in before.iter().filter(|v| kind(v) == "tx_submitted") {
-        for (id, t) in pairs(v) {
+        for (id, t) in sent_feeds(v) {
             let e = pushed.entry(id).or_insert(t);
             *e = (*e).max(t);
         }
@@ -2355,7 +2328,7 @@ fn sigusr1_to_a_running_keeper_pushes_the_newer_feeds_and_the_key_shows_nowhere(
         .filter(|v| kind(v) == "tx_submitted" && forced(v))
         .collect();
     assert_eq!(submitted.len(), 1, "{lines:#?}");
-    let carried = pairs(submitted[0]);
+    let carried = sent_feeds(submitted[0]);
     assert!(!carried.is_empty(), "{}", submitted[0]);
     for (id, t) in &carried {
         assert!(
@@ -2372,12 +2345,11 @@ fn sigusr1_to_a_running_keeper_pushes_the_newer_feeds_and_the_key_shows_nowhere(
         assert!(p.publishTime >= U256::from(*t as u64), "{id}");
     }
     // The same outcome is in the journal, as the chain source's observation.
-    let journal = std::fs::read_to_string(out.join("journal.jsonl")).unwrap();
+    let journal = read_jsonl(&out.join("journal.jsonl"));
     assert!(
-        journal.lines().any(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            kind(&v) == "tx_submitted" && forced(&v)
-        }),
+        journal
+            .iter()
+            .any(|v| kind(v) == "tx_submitted" && forced(v)),
         "the forced push is not journaled"
     );
     rt.block_on(venue.shutdown());
