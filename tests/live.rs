@@ -27,6 +27,8 @@ use sluice::venue::{FaultSpec, Venue, VenueOptions};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
+#[path = "support/http_get.rs"]
+mod http_get;
 #[path = "support/monitoring.rs"]
 mod monitoring;
 #[path = "support/signal.rs"]
@@ -203,6 +205,12 @@ impl Stage {
         })
     }
 
+    /// The live run's `/metrics` exposition; fails if it is not text.
+    fn metrics(&self, live: &LiveRun) -> String {
+        let (_, metrics) = self.get(live, "/metrics");
+        metrics.as_str().unwrap().to_owned()
+    }
+
     /// Polls `/health` until its status is `want`, returning the body; fails after `limit`.
     fn await_health(&self, live: &LiveRun, want: u16, limit: Duration) -> Json {
         let deadline = Instant::now() + limit;
@@ -256,6 +264,12 @@ impl Stage {
         };
         sluice::dataflow::run::replay(config, wiring, options).unwrap();
         std::fs::read(out.join("journal.jsonl")).unwrap()
+    }
+
+    /// Fails unless replaying `report`'s recording with `workers` workers rewrites its journal.
+    fn assert_replays_to_its_journal(&self, config: &Config, report: &LiveReport, workers: usize) {
+        let replayed = self.replay(config, report.recording.as_ref().unwrap(), workers);
+        assert!(replayed == std::fs::read(&report.journal).unwrap());
     }
 }
 
@@ -418,6 +432,44 @@ fn assert_publish_times_covered(
         }
     }
     checked
+}
+
+/// Fails unless `report`'s journal has each Hermes publish time once, none lost (over 50 checked).
+fn assert_each_hermes_publish_time_once(
+    stage: &Stage,
+    report: &LiveReport,
+    offset_ms: i64,
+    window: (u64, u64),
+    bound_ms: i64,
+) {
+    let journal = journal_lines(&std::fs::read(&report.journal).unwrap());
+    let seen = hermes_prices(&journal);
+    assert_no_publish_time_twice(&seen);
+    let checked = assert_publish_times_covered(stage, &seen, offset_ms, window, bound_ms);
+    assert!(checked > 50, "only {checked} updates checked");
+}
+
+/// Wall time minus venue time: a recorded event at venue time v is served at v + this offset.
+fn venue_offset_ms(stage: &Stage) -> i64 {
+    now_ms() as i64 - stage.venue().venue_time_ms() as i64
+}
+
+/// How many Hermes REST polls `report`'s recording holds.
+fn hermes_polls(report: &LiveReport) -> usize {
+    envelopes(report.recording.as_ref().unwrap())
+        .iter()
+        .filter(|e| e.endpoint == Endpoint::HermesLatest)
+        .count()
+}
+
+/// Fails unless every `/health` sample is 200, polling having covered the stream's `outage`.
+fn assert_healthy_throughout(health: &[(u16, Json)], outage: &str) {
+    for (status, body) in health {
+        assert_eq!(
+            *status, 200,
+            "unhealthy while polling covered the {outage}: {body}"
+        );
+    }
 }
 
 /// `/health` sampled every 250 ms for `span`: (status, body) of each sample.
@@ -655,8 +707,7 @@ fn dexscreener_429_storm_opens_the_breaker_serves_stale_and_recovers() {
     });
     // Hermes is untouched by the storm.
     std::thread::sleep(Duration::from_secs(3));
-    let (_, metrics) = stage.get(&live, "/metrics");
-    let metrics = metrics.as_str().unwrap().to_owned();
+    let metrics = stage.metrics(&live);
     assert!(
         has_series(
             &metrics,
@@ -698,8 +749,7 @@ fn dexscreener_429_storm_opens_the_breaker_serves_stale_and_recovers() {
         "Hermes stopped during a DEX Screener storm"
     );
     assert!(stage.venue().stats().endpoints["dexscreener/boosts"].statuses[&429] > 0);
-    let replayed = stage.replay(&config, report.recording.as_ref().unwrap(), 1);
-    assert!(replayed == std::fs::read(&report.journal).unwrap());
+    stage.assert_replays_to_its_journal(&config, &report, 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -766,8 +816,7 @@ fn birdeye_5xx_bursts_and_timeouts_trip_the_breaker_and_recover() {
                     >= 2
         },
     );
-    let (_, metrics) = stage.get(&live, "/metrics");
-    let metrics = metrics.as_str().unwrap().to_owned();
+    let metrics = stage.metrics(&live);
     assert!(
         has_series(&metrics, "http_retries_total", &["\"birdeye\""]),
         "intermittent failures are retried:\n{metrics}"
@@ -802,8 +851,7 @@ fn birdeye_5xx_bursts_and_timeouts_trip_the_breaker_and_recover() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let (_, metrics) = stage.get(&live, "/metrics");
-    let metrics = metrics.as_str().unwrap().to_owned();
+    let metrics = stage.metrics(&live);
     for outcome in ["http_5xx", "timeout"] {
         assert!(
             has_series(&metrics, "http_requests_total", &["\"birdeye\"", outcome]),
@@ -833,8 +881,7 @@ fn birdeye_5xx_bursts_and_timeouts_trip_the_breaker_and_recover() {
         handed_while_down.is_empty(),
         "a stale Birdeye body reached the dataflow at {handed_while_down:?}"
     );
-    let replayed = stage.replay(&config, report.recording.as_ref().unwrap(), 2);
-    assert!(replayed == std::fs::read(&report.journal).unwrap());
+    stage.assert_replays_to_its_journal(&config, &report, 2);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -847,9 +894,7 @@ fn hermes_stream_drops_fail_over_to_polling_without_losing_or_repeating_a_publis
     let config = stage.config(&[]);
     stage.faults("hermes/stream:drop_every=2s");
     let live = stage.live(&config, "drops", 1);
-    // The venue's clock against the wall's: a recorded event at venue time v is served at
-    // wall time v + offset.
-    let offset = now_ms() as i64 - stage.venue().venue_time_ms() as i64;
+    let offset = venue_offset_ms(&stage);
     let started = now_ms();
     let mut health = health_during(&stage, &live, Duration::from_secs(6));
     // Then Hermes' own close (its 24-hour limit, here after 2 s): an `event:error`, then EOF.
@@ -857,33 +902,26 @@ fn hermes_stream_drops_fail_over_to_polling_without_losing_or_repeating_a_publis
     health.extend(health_during(&stage, &live, Duration::from_secs(6)));
     let stopped = now_ms();
     // Polling covers every outage, so the run is healthy throughout, and says so.
-    for (status, body) in &health {
-        assert_eq!(
-            *status, 200,
-            "unhealthy while polling covered the stream: {body}"
-        );
-    }
+    assert_healthy_throughout(&health, "stream");
     let report = live.stop();
 
     let stream = &stage.venue().stats().endpoints["hermes/stream"];
     assert!(stream.sse_dropped >= 2, "{stream:?}");
     assert!(stream.sse_ended >= 1, "{stream:?}");
-    let recorded = envelopes(report.recording.as_ref().unwrap());
-    let polled = recorded
-        .iter()
-        .filter(|e| e.endpoint == Endpoint::HermesLatest)
-        .count();
-    assert!(polled > 0, "the stream dropped but REST was never polled");
+    assert!(
+        hermes_polls(&report) > 0,
+        "the stream dropped but REST was never polled"
+    );
 
-    let journal = journal_lines(&std::fs::read(&report.journal).unwrap());
-    let seen = hermes_prices(&journal);
-    assert_no_publish_time_twice(&seen);
-    let checked =
-        assert_publish_times_covered(&stage, &seen, offset, (started + 2_000, stopped), 2_500);
-    assert!(checked > 50, "only {checked} updates checked");
+    assert_each_hermes_publish_time_once(
+        &stage,
+        &report,
+        offset,
+        (started + 2_000, stopped),
+        2_500,
+    );
 
-    let replayed = stage.replay(&config, report.recording.as_ref().unwrap(), 2);
-    assert!(replayed == std::fs::read(&report.journal).unwrap());
+    stage.assert_replays_to_its_journal(&config, &report, 2);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -897,7 +935,7 @@ fn hermes_stream_stalls_trip_the_watchdog_and_polling_covers_every_publish_time(
     let config = stage.config(&[("hermes.watchdog_secs", watchdog_secs.into())]);
     let live = stage.live(&config, "stalls", 1);
     stage.await_health(&live, 200, Duration::from_secs(15));
-    let offset = now_ms() as i64 - stage.venue().venue_time_ms() as i64;
+    let offset = venue_offset_ms(&stage);
     let started = now_ms();
     // Every stream (the open one included) goes silent 2 s after it opened: no event, no
     // keep-alive, the connection open.
@@ -905,12 +943,7 @@ fn hermes_stream_stalls_trip_the_watchdog_and_polling_covers_every_publish_time(
     let health = health_during(&stage, &live, Duration::from_secs(10));
     let stopped = now_ms();
     let (_, status) = stage.get(&live, "/status");
-    for (code, body) in &health {
-        assert_eq!(
-            *code, 200,
-            "unhealthy while polling covered the stall: {body}"
-        );
-    }
+    assert_healthy_throughout(&health, "stall");
     let report = live.stop();
 
     let stream = &stage.venue().stats().endpoints["hermes/stream"];
@@ -924,22 +957,21 @@ fn hermes_stream_stalls_trip_the_watchdog_and_polling_covers_every_publish_time(
         last_error.contains("no event or keep-alive"),
         "the watchdog's reason: {status}"
     );
-    let polled = envelopes(report.recording.as_ref().unwrap())
-        .iter()
-        .filter(|e| e.endpoint == Endpoint::HermesLatest)
-        .count();
-    assert!(polled > 0, "the stream stalled but REST was never polled");
+    assert!(
+        hermes_polls(&report) > 0,
+        "the stream stalled but REST was never polled"
+    );
 
-    let journal = journal_lines(&std::fs::read(&report.journal).unwrap());
-    let seen = hermes_prices(&journal);
-    assert_no_publish_time_twice(&seen);
     // A stall is noticed a watchdog late; polling then covers it at once.
     let bound_ms = (watchdog_secs * 1000 + 1_500) as i64;
-    let checked =
-        assert_publish_times_covered(&stage, &seen, offset, (started + 1_000, stopped), bound_ms);
-    assert!(checked > 50, "only {checked} updates checked");
-    let replayed = stage.replay(&config, report.recording.as_ref().unwrap(), 1);
-    assert!(replayed == std::fs::read(&report.journal).unwrap());
+    assert_each_hermes_publish_time_once(
+        &stage,
+        &report,
+        offset,
+        (started + 1_000, stopped),
+        bound_ms,
+    );
+    stage.assert_replays_to_its_journal(&config, &report, 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -975,8 +1007,7 @@ fn malformed_bodies_are_journaled_and_the_flow_goes_on() {
         },
     );
     // A malformed 2xx is a decode failure: counted, and it trips the breaker; /health says so.
-    let (_, metrics) = stage.get(&live, "/metrics");
-    let metrics = metrics.as_str().unwrap().to_owned();
+    let metrics = stage.metrics(&live);
     for source in ["\"dexscreener\"", "\"birdeye\""] {
         assert!(
             has_series(
@@ -992,8 +1023,7 @@ fn malformed_bodies_are_journaled_and_the_flow_goes_on() {
     stage.faults("");
     stage.await_health(&live, 200, Duration::from_secs(20));
     let report = live.stop();
-    let replayed = stage.replay(&config, report.recording.as_ref().unwrap(), 1);
-    assert!(replayed == std::fs::read(&report.journal).unwrap());
+    stage.assert_replays_to_its_journal(&config, &report, 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1018,8 +1048,7 @@ fn hermes_down_makes_the_source_stale_and_health_says_so() {
         "{status}"
     );
     // The refused stream connects are counted like the layer's requests, with their latency.
-    let (_, metrics) = stage.get(&live, "/metrics");
-    let metrics = metrics.as_str().unwrap().to_owned();
+    let metrics = stage.metrics(&live);
     assert!(
         has_series(
             &metrics,
@@ -1148,16 +1177,9 @@ fn planted_keys_never_reach_logs_status_metrics_journal_or_recording() {
     } = spawn_cli(&stage, "cli", "debug", &[("DEX_SCREENER_API_KEY", dex_key)]);
     let client = reqwest::Client::new();
     let fetch = |path: &str| -> String {
-        stage.rt.block_on(async {
-            client
-                .get(format!("http://{addr}{path}"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        })
+        stage
+            .rt
+            .block_on(http_get::text(&client, &format!("http://{addr}{path}")))
     };
     eventually(Duration::from_secs(20), "the run to be healthy", || {
         fetch("/status").contains("\"healthy\":true")
@@ -1230,10 +1252,7 @@ fn sigint_stops_sluice_run_gracefully_and_its_recording_replays() {
     let client = reqwest::Client::new();
     let url = format!("http://{}/status", run.addr);
     eventually(Duration::from_secs(20), "a healthy run with data", || {
-        let status: Json = stage.rt.block_on(async {
-            let response = client.get(&url).send().await.unwrap();
-            serde_json::from_str(&response.text().await.unwrap()).unwrap()
-        });
+        let status = stage.rt.block_on(http_get::json(&client, &url));
         status["healthy"] == true
             && ["dexscreener", "birdeye", "hermes"]
                 .iter()

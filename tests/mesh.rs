@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+#[path = "support/http_get.rs"]
+mod http_get;
 #[path = "support/monitoring.rs"]
 mod monitoring;
 #[path = "support/signal.rs"]
@@ -690,27 +692,9 @@ async fn a_live_run_records_mesh_prices_and_replays_to_the_same_journal() {
 
     // The seed's API on the operations server.
     let client = reqwest::Client::new();
-    let get = async |path: &str| -> serde_json::Value {
-        client
-            .get(format!("{base}{path}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    };
+    let get = async |path: &str| http_get::json(&client, &format!("{base}{path}")).await;
     // The node keeps its gauges itself: nobody has asked for the network status yet.
-    let metrics_text = async || -> String {
-        client
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let metrics_text = async || http_get::text(&client, &format!("{base}/metrics")).await;
     until("both origins count as active providers", async || {
         metric(&metrics_text().await, "mesh_network_active_providers") == Some(2.0)
     })
@@ -775,14 +759,7 @@ async fn a_live_run_records_mesh_prices_and_replays_to_the_same_journal() {
     let no_provider = enable(Some(ADMIN)).await.unwrap();
     assert_eq!(no_provider.status(), 409);
     assert!(!no_provider.text().await.unwrap().contains("do-not-echo"));
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = http_get::text(&client, &format!("{base}/metrics")).await;
     // The seed's names (the provider's counters at zero: this node is not one; its latency
     // histogram appears with the first fetch) and a series per rejection reason.
     for name in [
@@ -867,8 +844,7 @@ async fn a_live_run_records_mesh_prices_and_replays_to_the_same_journal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn providers_make_one_birdeye_call_per_window_and_cover_for_each_other() {
-    use sluice::config::Config;
-    use sluice::mesh::provider::{self, ProviderSettings};
+    use sluice::mesh::provider;
     use sluice::model::Endpoint;
     use sluice::ops::mesh::rendezvous::window;
 
@@ -878,15 +854,7 @@ async fn providers_make_one_birdeye_call_per_window_and_cover_for_each_other() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let root = TempDir::new().unwrap();
     let (venue, addresses) = birdeye_venue(root.path(), KEY, 5).await;
-    let config = Config::load(
-        None,
-        &[
-            ("birdeye.base_url", venue.birdeye_url().into()),
-            ("birdeye.api_key", KEY.into()),
-            ("birdeye.requests_per_second", 20u64.into()),
-        ],
-    )
-    .unwrap();
+    let config = birdeye_config(&venue, KEY);
     let birdeye_calls = || venue.stats().endpoint(Endpoint::BirdeyeMultiPrice).requests;
 
     // A line with a provider at each end: p0 - r0 - r1 - p1.
@@ -910,23 +878,11 @@ async fn providers_make_one_birdeye_call_per_window_and_cover_for_each_other() {
     p0.start(plan(vec![r0.addr()], Some(operator(1)))).await;
     p1.start(plan(vec![r1.addr()], Some(operator(2)))).await;
     settle(&[&r0, &r1, &p0, &p1], &[2, 2, 1, 1]).await;
-    let settings = ProviderSettings {
-        birdeye: config.birdeye.clone(),
-        http: config.http.clone(),
-        addresses: addresses.iter().take(5).cloned().collect(),
-        tracked: None,
-        interval_ms: INTERVAL_MS,
-        coordination_ms: COORDINATION_MS,
-        enabled: true,
-    };
+    let settings = provider_settings(&config, &addresses, INTERVAL_MS, COORDINATION_MS);
     let mut providers = start_providers([&mut p0, &mut p1], &settings).await;
 
     // Sample a second into windows, well after any stand-by deadline.
-    let sample_at = async |w: i64| {
-        let at = w * INTERVAL_MS + 1_000;
-        let wait = (at - now_ms()).max(0) as u64;
-        tokio::time::sleep(Duration::from_millis(wait)).await;
-    };
+    let sample_at = async |w: i64| sleep_until_ms(w * INTERVAL_MS + 1_000).await;
     let first = window(now_ms(), INTERVAL_MS) + 1;
     sample_at(first).await;
     let (calls_before, got_before) = (birdeye_calls(), received(&r0).len());
@@ -937,15 +893,7 @@ async fn providers_make_one_birdeye_call_per_window_and_cover_for_each_other() {
         "one Birdeye call per window"
     );
     // Whichever provider fetched, its prices reached every node of the line.
-    let line = [&p0, &r0, &r1, &p1];
-    let published: BTreeSet<(String, u64)> = line.iter().flat_map(|n| received(n)).collect();
-    assert!(published.len() > got_before, "prices were published");
-    for node in line {
-        until("every price on every node", async || {
-            received(node) == published
-        })
-        .await;
-    }
+    assert_published_everywhere(&[&p0, &r0, &r1, &p1], got_before).await;
 
     // Kill whichever provider fetched last; the other covers the next window.
     let active = providers
@@ -954,9 +902,7 @@ async fn providers_make_one_birdeye_call_per_window_and_cover_for_each_other() {
             s.status().last_fetch_ms as i64 >= first * INTERVAL_MS + 4 * INTERVAL_MS - 10
         })
         .unwrap();
-    let (_, stop, task) = providers.remove(active);
-    stop.cancel();
-    task.await.unwrap();
+    stop_provider(providers.remove(active)).await;
     let dead = if active == 0 { &mut p0 } else { &mut p1 };
     let dead_origin = origin_hex(&operator(if active == 0 { 1 } else { 2 }).verifying_key());
     dead.stop().await;
@@ -1008,9 +954,8 @@ async fn providers_make_one_birdeye_call_per_window_and_cover_for_each_other() {
     }
     assert_ne!(survivor_origin, dead_origin);
 
-    for (_, stop, task) in providers {
-        stop.cancel();
-        task.await.unwrap();
+    for provider in providers {
+        stop_provider(provider).await;
     }
     for node in [&mut r0, &mut r1, &mut p0, &mut p1] {
         node.stop().await;
@@ -1070,14 +1015,66 @@ async fn start_providers<const N: usize>(
     providers
 }
 
+/// Stops a running provider and waits for its task to end.
+async fn stop_provider((_, stop, task): Provider) {
+    stop.cancel();
+    task.await.unwrap();
+}
+
+/// A config whose Birdeye is `venue`'s, with `key`, at 20 requests a second.
+fn birdeye_config(venue: &Venue, key: &str) -> sluice::config::Config {
+    sluice::config::Config::load(
+        None,
+        &[
+            ("birdeye.base_url", venue.birdeye_url().into()),
+            ("birdeye.api_key", key.into()),
+            ("birdeye.requests_per_second", 20u64.into()),
+        ],
+    )
+    .unwrap()
+}
+
+/// Enabled provider settings: `config`'s Birdeye for five of `addresses`, every `interval_ms`.
+fn provider_settings(
+    config: &sluice::config::Config,
+    addresses: &BTreeSet<String>,
+    interval_ms: i64,
+    coordination_ms: i64,
+) -> sluice::mesh::provider::ProviderSettings {
+    sluice::mesh::provider::ProviderSettings {
+        birdeye: config.birdeye.clone(),
+        http: config.http.clone(),
+        addresses: addresses.iter().take(5).cloned().collect(),
+        tracked: None,
+        interval_ms,
+        coordination_ms,
+        enabled: true,
+    }
+}
+
+/// Sleeps until wall time `at_ms`, or not at all if that has passed.
+async fn sleep_until_ms(at_ms: i64) {
+    tokio::time::sleep(Duration::from_millis((at_ms - now_ms()).max(0) as u64)).await;
+}
+
+/// Fails unless `nodes` accepted over `before` prices in all, then waits until each has them all.
+async fn assert_published_everywhere(nodes: &[&TestNode], before: usize) {
+    let published: BTreeSet<(String, u64)> = nodes.iter().flat_map(|n| received(n)).collect();
+    assert!(published.len() > before, "prices were published");
+    for node in nodes {
+        until("every price on every node", async || {
+            received(node) == published
+        })
+        .await;
+    }
+}
+
 /// A Birdeye slower than the coordination window (every answer takes 1.2 s, three stand-by
 /// delays) still costs one call per window: the provider that fetches claims the window first
 /// and the stand-bys wait for it instead of taking over. When that provider dies mid-call, its
 /// claim lapses and a stand-by fetches the same window.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_birdeye_still_costs_one_call_per_window() {
-    use sluice::config::Config;
-    use sluice::mesh::provider::ProviderSettings;
     use sluice::model::Endpoint;
     use sluice::ops::mesh::rendezvous::window;
     use sluice::venue::FaultSpec;
@@ -1089,15 +1086,7 @@ async fn a_slow_birdeye_still_costs_one_call_per_window() {
     let root = TempDir::new().unwrap();
     let (venue, addresses) = birdeye_venue(root.path(), KEY, 6).await;
     venue.set_faults("birdeye:latency=1200ms".parse::<FaultSpec>().unwrap());
-    let config = Config::load(
-        None,
-        &[
-            ("birdeye.base_url", venue.birdeye_url().into()),
-            ("birdeye.api_key", KEY.into()),
-            ("birdeye.requests_per_second", 20u64.into()),
-        ],
-    )
-    .unwrap();
+    let config = birdeye_config(&venue, KEY);
     let birdeye_calls = || venue.stats().endpoint(Endpoint::BirdeyeMultiPrice).requests;
 
     // Three providers, each linked to the others (so losing one splits nothing).
@@ -1121,26 +1110,14 @@ async fn a_slow_birdeye_still_costs_one_call_per_window() {
     }
     let refs: Vec<&TestNode> = nodes.iter().collect();
     settle(&refs, &[2, 2, 2]).await;
-    let settings = ProviderSettings {
-        birdeye: config.birdeye.clone(),
-        http: config.http.clone(),
-        addresses: addresses.iter().take(5).cloned().collect(),
-        tracked: None,
-        interval_ms: INTERVAL_MS,
-        coordination_ms: COORDINATION_MS,
-        enabled: true,
-    };
+    let settings = provider_settings(&config, &addresses, INTERVAL_MS, COORDINATION_MS);
     let [n0, n1, n2] = &mut nodes[..] else {
         unreachable!()
     };
     let providers = start_providers([n0, n1, n2], &settings).await;
 
     // Sample just before windows end: the slow fetch of each window is done by then.
-    let sample_at = async |w: i64| {
-        let at = w * INTERVAL_MS + INTERVAL_MS - 300;
-        let wait = (at - now_ms()).max(0) as u64;
-        tokio::time::sleep(Duration::from_millis(wait)).await;
-    };
+    let sample_at = async |w: i64| sleep_until_ms(w * INTERVAL_MS + INTERVAL_MS - 300).await;
     let first = window(now_ms(), INTERVAL_MS) + 1;
     sample_at(first).await;
     let calls_before = birdeye_calls();
@@ -1154,35 +1131,23 @@ async fn a_slow_birdeye_still_costs_one_call_per_window() {
     );
     let fetches: u64 = providers.iter().map(|p| p.0.status().fetch_attempts).sum();
     assert_eq!(fetches - fetches_before, 3);
-    let published: BTreeSet<(String, u64)> = nodes.iter().flat_map(received).collect();
-    assert!(published.len() > got_before, "prices were published");
-    for node in &nodes {
-        until("every price on every node", async || {
-            received(node) == published
-        })
-        .await;
-    }
+    assert_published_everywhere(&nodes.iter().collect::<Vec<_>>(), got_before).await;
 
     // The provider fetching a window dies while Birdeye keeps it waiting: its claim lapses
     // and a stand-by fetches the same window.
     let mut providers = providers;
-    let sleep_until = async |at: i64| {
-        tokio::time::sleep(Duration::from_millis((at - now_ms()).max(0) as u64)).await;
-    };
     let w = window(now_ms(), INTERVAL_MS) + 1;
-    sleep_until(w * INTERVAL_MS - 200).await;
+    sleep_until_ms(w * INTERVAL_MS - 200).await;
     let attempts: Vec<u64> = providers
         .iter()
         .map(|p| p.0.status().fetch_attempts)
         .collect();
-    sleep_until(w * INTERVAL_MS + 300).await;
+    sleep_until_ms(w * INTERVAL_MS + 300).await;
     let claimer = (0..3)
         .find(|&i| providers[i].0.status().fetch_attempts > attempts[i])
         .expect("someone fetches the window");
     let calls = birdeye_calls();
-    let (_, stop, task) = providers.remove(claimer);
-    stop.cancel();
-    task.await.unwrap();
+    stop_provider(providers.remove(claimer)).await;
     nodes[claimer].stop().await;
     until("a stand-by takes the window over", async || {
         birdeye_calls() > calls
@@ -1195,9 +1160,8 @@ async fn a_slow_birdeye_still_costs_one_call_per_window() {
         taken_over - w * INTERVAL_MS
     );
 
-    for (_, stop, task) in providers {
-        stop.cancel();
-        task.await.unwrap();
+    for provider in providers {
+        stop_provider(provider).await;
     }
     for node in &mut nodes {
         node.stop().await;
@@ -1298,16 +1262,8 @@ async fn the_admin_api_turns_a_live_provider_on_and_off() {
     let app = sluice::serve::mesh::router(Arc::clone(&mesh.api));
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let client = reqwest::Client::new();
-    let provider_status = async || -> serde_json::Value {
-        client
-            .get(format!("{base}/api/mesh/provider/status"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    };
+    let provider_status =
+        async || http_get::json(&client, &format!("{base}/api/mesh/provider/status")).await;
     let post = async |path: &str, token: Option<&str>, body: serde_json::Value| {
         let mut request = client.post(format!("{base}{path}")).json(&body);
         if let Some(token) = token {
@@ -1571,16 +1527,10 @@ fn three_sluice_processes_form_a_mesh_and_share_a_providers_prices() {
 
     let client = reqwest::Client::new();
     let get = |node: &RunProcess, path: &str| -> serde_json::Value {
-        rt.block_on(async {
-            client
-                .get(format!("http://{}{path}", node.addr))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap()
-        })
+        rt.block_on(http_get::json(
+            &client,
+            &format!("http://{}{path}", node.addr),
+        ))
     };
     let eventually = |what: &str, check: &dyn Fn() -> bool| {
         let deadline = Instant::now() + Duration::from_secs(30);

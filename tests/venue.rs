@@ -183,6 +183,28 @@ fn options(speed: f64) -> VenueOptions {
     }
 }
 
+/// The options at `speed` with a keep-alive every 40 ms, as the SSE tests want them.
+fn sse_options(speed: f64) -> VenueOptions {
+    VenueOptions {
+        keepalive: Duration::from_millis(40),
+        ..options(speed)
+    }
+}
+
+/// A venue at `speed` with a keep-alive every 40 ms and the faults `spec`.
+async fn sse_venue_with_faults(spec: &str, speed: f64) -> (Venue, TempDir) {
+    venue(VenueOptions {
+        faults: faults(spec),
+        ..sse_options(speed)
+    })
+    .await
+}
+
+/// The URL of `venue`'s Hermes stream of BTC alone.
+fn btc_stream_url(venue: &Venue) -> String {
+    format!("{}/v2/updates/price/stream?ids[]={BTC}", venue.hermes_url())
+}
+
 fn faults(spec: &str) -> FaultSpec {
     spec.parse().unwrap()
 }
@@ -615,11 +637,7 @@ async fn hermes_latest_filters_ids_and_checks_the_bearer() {
 
 #[tokio::test]
 async fn sse_framing_keepalives_and_the_error_event_ending_the_stream() {
-    let (venue, _dir) = venue(VenueOptions {
-        keepalive: Duration::from_millis(40),
-        ..options(10.0)
-    })
-    .await;
+    let (venue, _dir) = venue(sse_options(10.0)).await;
     let client = client();
     let url = format!(
         "{}/v2/updates/price/stream?ids[]={BTC}&ids[]={ETH}&parsed=true",
@@ -660,11 +678,7 @@ async fn sse_framing_keepalives_and_the_error_event_ending_the_stream() {
 
 #[tokio::test]
 async fn sse_keeps_only_requested_feeds() {
-    let (venue, _dir) = venue(VenueOptions {
-        keepalive: Duration::from_millis(40),
-        ..options(10.0)
-    })
-    .await;
+    let (venue, _dir) = venue(sse_options(10.0)).await;
     let client = client();
     let url = format!("{}/v2/updates/price/stream?ids[]={ETH}", venue.hermes_url());
     let mut sse = open_stream(&client, &url).await;
@@ -706,11 +720,7 @@ async fn sse_keeps_only_requested_feeds() {
 
 #[tokio::test]
 async fn sse_is_silent_during_the_outage_and_stays_open_past_the_end() {
-    let (venue, _dir) = venue(VenueOptions {
-        keepalive: Duration::from_millis(40),
-        ..options(10.0)
-    })
-    .await;
+    let (venue, _dir) = venue(sse_options(10.0)).await;
     let client = client();
     // After the recorded error (6000), before update 3 (10000): the outage.
     until_venue_time(&venue, T0 + 6500).await;
@@ -1011,14 +1021,9 @@ async fn slow_bodies_arrive_over_the_duration() {
 
 #[tokio::test]
 async fn sse_drop_every_cuts_and_max_stream_ends_with_hermes_error() {
-    let (venue, _dir) = venue(VenueOptions {
-        faults: faults("hermes/stream:drop_every=250ms"),
-        keepalive: Duration::from_millis(40),
-        ..options(1.0)
-    })
-    .await;
+    let (venue, _dir) = sse_venue_with_faults("hermes/stream:drop_every=250ms", 1.0).await;
     let client = client();
-    let url = format!("{}/v2/updates/price/stream?ids[]={BTC}", venue.hermes_url());
+    let url = btc_stream_url(&venue);
     let started = Instant::now();
     let mut sse = open_stream(&client, &url).await;
     let (end, keepalives) = sse.next_event(Duration::from_secs(3)).await;
@@ -1040,13 +1045,9 @@ async fn sse_drop_every_cuts_and_max_stream_ends_with_hermes_error() {
 
 #[tokio::test]
 async fn a_drop_every_set_later_cuts_a_stream_already_open() {
-    let (venue, _dir) = venue(VenueOptions {
-        keepalive: Duration::from_millis(40),
-        ..options(1.0)
-    })
-    .await;
+    let (venue, _dir) = venue(sse_options(1.0)).await;
     let client = client();
-    let url = format!("{}/v2/updates/price/stream?ids[]={BTC}", venue.hermes_url());
+    let url = btc_stream_url(&venue);
     let mut sse = open_stream(&client, &url).await;
     // Healthy for a while: keep-alives, no cut.
     let healthy = Instant::now();
@@ -1066,14 +1067,9 @@ async fn a_drop_every_set_later_cuts_a_stream_already_open() {
 
 #[tokio::test]
 async fn sse_stall_after_goes_silent_with_the_connection_held_open() {
-    let (venue, _dir) = venue(VenueOptions {
-        faults: faults("hermes/stream:stall_after=200ms"),
-        keepalive: Duration::from_millis(40),
-        ..options(1.0)
-    })
-    .await;
+    let (venue, _dir) = sse_venue_with_faults("hermes/stream:stall_after=200ms", 1.0).await;
     let client = client();
-    let url = format!("{}/v2/updates/price/stream?ids[]={BTC}", venue.hermes_url());
+    let url = btc_stream_url(&venue);
     let started = Instant::now();
     let mut sse = open_stream(&client, &url).await;
     // Keep-alives until the stall, then nothing at all: not a byte, not the end.
@@ -1114,14 +1110,9 @@ async fn sse_stall_after_goes_silent_with_the_connection_held_open() {
 
 #[tokio::test]
 async fn sse_events_can_be_malformed() {
-    let (venue, _dir) = venue(VenueOptions {
-        faults: faults("hermes/stream:malformed_rate=1"),
-        keepalive: Duration::from_millis(40),
-        ..options(10.0)
-    })
-    .await;
+    let (venue, _dir) = sse_venue_with_faults("hermes/stream:malformed_rate=1", 10.0).await;
     let client = client();
-    let url = format!("{}/v2/updates/price/stream?ids[]={BTC}", venue.hermes_url());
+    let url = btc_stream_url(&venue);
     let mut sse = open_stream(&client, &url).await;
     let (event, _) = sse.next_event(Duration::from_secs(3)).await;
     let Frame::Text(text) = event else {
