@@ -324,21 +324,7 @@ mod tests {
     const USDC: &str = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v";
 
     fn run(endpoint: Endpoint, context: &str, raw: &str) -> Vec<Record> {
-        let env = Envelope {
-            endpoint,
-            t_ms: 1_795_248_010_000,
-            context: context.into(),
-            raw: bytes::Bytes::from(raw.to_owned()),
-            seq: 0,
-        };
-        let assets = AssetMap::default();
-        let ctx = ParseContext {
-            assets: &assets,
-            max_future_skew_ms: 5_000,
-        };
-        let mut out = Vec::new();
-        super::super::parse_envelope(&env, &ctx, &mut out);
-        out
+        super::super::parse_raw_with(endpoint, context, 1_795_248_010_000, raw, 0)
     }
 
     fn summary(records: &[Record]) -> Vec<String> {

@@ -356,27 +356,13 @@ fn decode_list<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<Vec<T>, Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{AssetMap, Endpoint};
+    use crate::model::Endpoint;
 
     const SOL: &str = "So11111111111111111111111111111111111111112";
     const BONK: &str = "DezXAZ8z7PnrnRJjz3wXBoRgixCa6xjnB7YaB1pPB263";
 
     fn run(endpoint: Endpoint, raw: &str) -> Vec<Record> {
-        let env = Envelope {
-            endpoint,
-            t_ms: 1_795_248_010_000,
-            context: "solana".into(),
-            raw: bytes::Bytes::from(raw.to_owned()),
-            seq: 0,
-        };
-        let assets = AssetMap::default();
-        let ctx = ParseContext {
-            assets: &assets,
-            max_future_skew_ms: 5_000,
-        };
-        let mut out = Vec::new();
-        super::super::parse_envelope(&env, &ctx, &mut out);
-        out
+        super::super::parse_raw_with(endpoint, "solana", 1_795_248_010_000, raw, 0)
     }
 
     fn invalid_at(records: &[Record]) -> Vec<(String, String)> {

@@ -89,10 +89,22 @@ pub fn error_offset(raw: &[u8], err: &serde_json::Error) -> u64 {
 /// parsers' unit tests.
 #[cfg(test)]
 pub(crate) fn parse_raw(endpoint: crate::model::Endpoint, raw: &str, seq: u64) -> Vec<Record> {
+    parse_raw_with(endpoint, "", 1_795_248_010_000, raw, seq)
+}
+
+/// As [`parse_raw`], with the envelope's context and ingest time given.
+#[cfg(test)]
+pub(crate) fn parse_raw_with(
+    endpoint: crate::model::Endpoint,
+    context: &str,
+    t_ms: u64,
+    raw: &str,
+    seq: u64,
+) -> Vec<Record> {
     let env = Envelope {
         endpoint,
-        t_ms: 1_795_248_010_000,
-        context: String::new(),
+        t_ms,
+        context: context.into(),
         raw: bytes::Bytes::from(raw.to_owned()),
         seq,
     };

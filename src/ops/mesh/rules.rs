@@ -333,22 +333,9 @@ mod tests {
 
     /// What the `mesh_price` parser makes of `wire`: true when it yields a price.
     fn parser_takes(wire: &str) -> bool {
-        use crate::model::parse::{ParseContext, parse_envelope};
-        use crate::model::{AssetMap, Endpoint, Envelope, Record};
-        let env = Envelope {
-            endpoint: Endpoint::MeshPrice,
-            t_ms: NOW as u64,
-            context: String::new(),
-            raw: bytes::Bytes::from(wire.to_owned()),
-            seq: 0,
-        };
-        let assets = AssetMap::default();
-        let ctx = ParseContext {
-            assets: &assets,
-            max_future_skew_ms: 5_000,
-        };
-        let mut out = Vec::new();
-        parse_envelope(&env, &ctx, &mut out);
+        use crate::model::parse::parse_raw_with;
+        use crate::model::{Endpoint, Record};
+        let out = parse_raw_with(Endpoint::MeshPrice, "", NOW as u64, wire, 0);
         matches!(out.as_slice(), [Record::Price(_)])
     }
 
