@@ -15,7 +15,7 @@ use sluice::config::Config;
 use sluice::dataflow::fusion::{Fusion, FusionOut, Interest, fusion};
 use sluice::dataflow::risk::{Move, RiskOut, risk};
 use sluice::dataflow::route;
-use sluice::dataflow::trending::{TrendingOut, trending};
+use sluice::dataflow::trending::{PolledSnapshot, TrendingOut, trending};
 use sluice::model::{Asset, BoostEntry, BoostSnapshot, Decimal, PricePoint, PriceSource, TokenRef};
 use sluice::ops::fusion::{AssetFusion, FusionParams};
 use sluice::ops::risk::{Portfolio, RiskParams};
@@ -225,11 +225,11 @@ fn trending_oracle(case: &TrendingCase, final_watermark: u64, peers: usize) -> T
     let mut diff = SnapshotDiff::new();
     let mut tokens: BTreeMap<TokenRef, TokenTrend> = BTreeMap::new();
     let (mut events, mut records) = (Vec::new(), Vec::new());
-    for (t, mut snapshots) in by_time {
+    // Snapshots of one time are applied in the order they came (their position).
+    for (t, snapshots) in by_time {
         if t >= final_watermark {
             break;
         }
-        snapshots.sort_by_cached_key(json);
         let mut net: BTreeMap<(TokenRef, u32), isize> = BTreeMap::new();
         for snapshot in &snapshots {
             for (row, d) in diff.next(snapshot, params) {
@@ -280,7 +280,7 @@ fn trending_dataflow(
     let snapshots = case.snapshots.clone();
     let params = Arc::new(case.params);
     timely::execute(timely::Config::process(workers), move |worker| {
-        let mut input: InputHandle<u64, CapacityContainerBuilder<Vec<BoostSnapshot>>> =
+        let mut input: InputHandle<u64, CapacityContainerBuilder<Vec<PolledSnapshot>>> =
             InputHandle::new();
         let probe = ProbeHandle::new();
         let sink = Arc::clone(&sink);
@@ -300,7 +300,10 @@ fn trending_dataflow(
             final_watermark,
             |step| match step {
                 Drive::Advance(t) => input.advance_to(t),
-                Drive::Send(i) => input.send(snapshots[i].1.clone()),
+                Drive::Send(i) => input.send(PolledSnapshot {
+                    seq: i as u64,
+                    snapshot: snapshots[i].1.clone(),
+                }),
             },
         );
     })

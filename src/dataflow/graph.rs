@@ -137,7 +137,7 @@ pub fn build<'scope>(
         let boosts = parsed
             .boosts
             .clone()
-            .map(|x| JournalLine::of(&InputEvent::BoostSnapshot(SnapshotView::of(&x))));
+            .map(|x| JournalLine::of(&InputEvent::BoostSnapshot(SnapshotView::of(&x.snapshot))));
         let targets = parsed
             .targets
             .clone()

@@ -10,10 +10,10 @@ use tracing::info;
 use super::debounce::FeedTick;
 use super::route::route;
 use super::stats::RunStats;
+use super::trending::PolledSnapshot;
 use crate::model::parse::{ParseContext, parse_envelope};
 use crate::model::{
-    Asset, AssetMap, BoostSnapshot, ChainTarget, ChainTx, Envelope, InvalidInput, PricePoint,
-    PriceTick, Record,
+    Asset, AssetMap, ChainTarget, ChainTx, Envelope, InvalidInput, PricePoint, PriceTick, Record,
 };
 use crate::ops::debounce::FeedRules;
 
@@ -44,7 +44,7 @@ pub struct Parsed<'scope> {
     /// Hermes prices of the feeds the keeper pushes.
     pub feed_ticks: StreamVec<'scope, u64, FeedTick>,
     /// Boost-rank snapshots.
-    pub boosts: StreamVec<'scope, u64, BoostSnapshot>,
+    pub boosts: StreamVec<'scope, u64, PolledSnapshot>,
     /// On-chain observations.
     pub targets: StreamVec<'scope, u64, ChainTarget>,
     /// Invalid inputs.
@@ -85,7 +85,7 @@ where
     let (mut points_out, points) = builder.new_output::<Vec<PricePoint>>();
     let (mut solo_out, solo_points) = builder.new_output::<Vec<PricePoint>>();
     let (mut feeds_out, feed_ticks) = builder.new_output::<Vec<FeedTick>>();
-    let (mut boosts_out, boosts) = builder.new_output::<Vec<BoostSnapshot>>();
+    let (mut boosts_out, boosts) = builder.new_output::<Vec<PolledSnapshot>>();
     let (mut targets_out, targets) = builder.new_output::<Vec<ChainTarget>>();
     let (mut invalid_out, invalid) = builder.new_output::<Vec<InvalidInput>>();
     let (mut txs_out, chain_txs) = builder.new_output::<Vec<ChainTx>>();
@@ -132,7 +132,10 @@ where
                                     _ => points.push(point),
                                 }
                             }
-                            Record::Boosts(x) => b.push(x),
+                            Record::Boosts(snapshot) => b.push(PolledSnapshot {
+                                seq: env.seq,
+                                snapshot,
+                            }),
                             Record::Target(x) => t.push(x),
                             Record::Invalid(x) => i.push(x),
                             Record::ChainTx(x) => txs.push(x),

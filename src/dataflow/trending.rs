@@ -27,19 +27,30 @@ pub enum TrendingOut {
     Record(TrendingRecord),
 }
 
+/// A boost snapshot and its place in the DEX Screener source's ingest order (the envelope's
+/// `seq`, counted the same live and in replay): two polls that land on one tick are applied
+/// in the order they arrived.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolledSnapshot {
+    /// The envelope's position among the source's envelopes.
+    pub seq: u64,
+    /// The snapshot.
+    pub snapshot: BoostSnapshot,
+}
+
 /// Runs trending over boost snapshots.
 pub fn trending<'scope>(
-    snapshots: StreamVec<'scope, u64, BoostSnapshot>,
+    snapshots: StreamVec<'scope, u64, PolledSnapshot>,
     params: Arc<TrendingParams>,
 ) -> StreamVec<'scope, u64, TrendingOut> {
     let diff_params = Arc::clone(&params);
     // Snapshots form one sequence, so they meet on one worker and are diffed in time order.
     let updates = snapshots.unary_frontier(
-        Exchange::new(|_: &BoostSnapshot| 0),
+        Exchange::new(|_: &PolledSnapshot| 0),
         "SnapshotDiff",
         move |_cap, _info| {
             let mut agenda = Agenda::new(1);
-            let mut staged: BTreeMap<u64, Vec<BoostSnapshot>> = BTreeMap::new();
+            let mut staged: BTreeMap<u64, Vec<PolledSnapshot>> = BTreeMap::new();
             let mut diff = SnapshotDiff::new();
             move |(input, frontier), output| {
                 input.for_each(|cap, data| {
@@ -48,11 +59,12 @@ pub fn trending<'scope>(
                 });
                 while let Some((t, caps)) = agenda.next(&[frontier]) {
                     let mut snapshots = staged.remove(&t).unwrap_or_default();
-                    // Two polls landing on one tick: a fixed order, whatever the arrival order.
-                    snapshots.sort_by_cached_key(|s| serde_json::to_string(s).unwrap_or_default());
+                    // Two polls landing on one tick: in the order they arrived, whatever order
+                    // the workers hand them over in.
+                    snapshots.sort_by_key(|s| s.seq);
                     let mut session = output.session(&caps[0]);
-                    for snapshot in snapshots {
-                        for (row, d) in diff.next(&snapshot, &diff_params) {
+                    for polled in snapshots {
+                        for (row, d) in diff.next(&polled.snapshot, &diff_params) {
                             session.give((row, t, d));
                         }
                     }
