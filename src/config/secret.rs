@@ -167,29 +167,23 @@ impl figment::Provider for SecretEnv {
     fn data(
         &self,
     ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
-        let vars = &self.0;
-        let mut dict = figment::value::Dict::new();
+        use figment::value::{Dict, Value};
+        let mut dict = Dict::new();
         for (key, names) in secret_env_names() {
+            // The last name set wins: the seed's names over `SLUICE__` ones.
             let value = names.iter().rev().find_map(|name| {
-                vars.iter()
+                self.0
+                    .iter()
                     .find(|(k, _)| k.eq_ignore_ascii_case(name))
                     .map(|(_, v)| v.clone())
             });
-            if let Some(value) = value {
-                let nested = figment::util::nest(key, figment::value::Value::from(value));
-                if let figment::value::Value::Dict(_, d) = nested {
-                    for (section, inner) in d {
-                        match (dict.get_mut(&section), inner) {
-                            (
-                                Some(figment::value::Value::Dict(_, have)),
-                                figment::value::Value::Dict(_, more),
-                            ) => have.extend(more),
-                            (_, inner) => {
-                                dict.insert(section, inner);
-                            }
-                        }
-                    }
-                }
+            // Every secret is `section.field`.
+            if let (Some(value), Some((section, field))) = (value, key.split_once('.'))
+                && let Value::Dict(_, fields) = dict
+                    .entry(section.to_owned())
+                    .or_insert_with(|| Dict::new().into())
+            {
+                fields.insert(field.to_owned(), value.into());
             }
         }
         Ok(figment::Profile::Default.collect(dict))
