@@ -9,7 +9,7 @@
 //! then writes exactly the journal this run wrote.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,7 +36,6 @@ use crate::sources::{
     ActivatorSlot, LiveClock, Recorder, SourceRegistry, TrackedTokens, birdeye, chain, dexscreener,
     hermes, now_ms,
 };
-use crate::store::Store;
 
 /// The sources this build can always run live (the chain observer only with `chain.rpc_urls`
 /// and `chain.contract_address` set); the mesh joins them when `mesh.enabled`.
@@ -208,20 +207,19 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
     if let Some(probe) = options.journal_probe.clone() {
         journal = journal.with_probe(probe);
     }
+    // The store opens whatever the pipeline writes: the HTTP layer's stale cache and the mesh's
+    // state live there too, so a pipeline without the store sink still gets the stale fallback.
+    let (cache_store, report) = open_store(&options.out_dir)?;
+    if let crate::store::OpenReport::Rebuilt { reason } = &report {
+        warn!(reason = %reason, "state store was corrupt and has been rebuilt");
+    }
     let (store, store_thread, store_sender) = if wiring.pipeline.writes(SinkKind::Store) {
-        let (store, report) = open_store(&options.out_dir)?;
-        if let crate::store::OpenReport::Rebuilt { reason } = &report {
-            warn!(reason = %reason, "state store was corrupt and has been rebuilt");
-        }
-        let (thread, sender) = StoreSink::start(store.clone(), wiring.store_flush)
+        let (thread, sender) = StoreSink::start(cache_store.clone(), wiring.store_flush)
             .map_err(|e| setup("starting the store thread", &e))?;
-        (Some(store), Some(thread), Some(sender))
+        (Some(cache_store.clone()), Some(thread), Some(sender))
     } else {
         (None, None, None)
     };
-    // The HTTP layer's stale cache (and the mesh's state) live in the store whatever the
-    // pipeline writes: a pipeline without the store sink still gets the stale fallback.
-    let cache_store = cache_store(&store, &options.out_dir)?;
     let recorder = match &options.record {
         Some(path) => Some(Arc::new(
             Recorder::create(path, Codec::Zstd, sources.clone())
@@ -632,21 +630,6 @@ pub fn run(config: &Config, wiring: Wiring, options: LiveOptions) -> Result<Live
     Ok(report)
 }
 
-/// The store for the HTTP layer's stale cache: the pipeline's own, or else one opened under
-/// `out_dir` for the cache alone.
-fn cache_store(store: &Option<Store>, out_dir: &Path) -> Result<Store, RunError> {
-    match store {
-        Some(store) => Ok(store.clone()),
-        None => {
-            let (store, report) = open_store(out_dir)?;
-            if let crate::store::OpenReport::Rebuilt { reason } = &report {
-                warn!(reason = %reason, "state store was corrupt and has been rebuilt");
-            }
-            Ok(store)
-        }
-    }
-}
-
 /// A source task on the runtime. A panic in it is caught here, where the source is known: it
 /// is logged at once with the source's name, the source's state says so (`/health` reports
 /// it), and the task ends with the panic's message for [`join_sources`].
@@ -796,18 +779,5 @@ mod tests {
             assert!(!text.contains("planted"), "a secret in {text}");
         }
         assert!(!health.snapshot().contains_key(&Source::Dexscreener));
-    }
-
-    #[test]
-    fn the_stale_cache_has_a_store_without_the_store_sink() {
-        let dir = tempfile::tempdir().unwrap();
-        // No pipeline store: one is opened for the cache.
-        let opened = cache_store(&None, dir.path()).unwrap();
-        opened.flush().unwrap();
-        drop(opened);
-        // The pipeline's own store is shared, not opened twice (sled would refuse).
-        let (own, _) = open_store(dir.path()).unwrap();
-        let shared = cache_store(&Some(own.clone()), dir.path()).unwrap();
-        shared.flush().unwrap();
     }
 }
