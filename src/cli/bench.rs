@@ -213,27 +213,8 @@ fn replay_in_child(
         .stderr(Stdio::piped())
         .spawn()?;
     // Drained on their own threads, so a chatty child never blocks on a full pipe.
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut bytes);
-            }
-            bytes
-        })
-    };
-    let stdout = drain(
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let stderr = drain(
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
     // Resident memory over the run: it should stay flat, whatever the recording's length.
     let mut rss_samples = Vec::new();
     let status = loop {
@@ -254,12 +235,7 @@ fn replay_in_child(
             String::from_utf8_lossy(&stderr)
         );
     }
-    let output = std::process::Output {
-        status,
-        stdout,
-        stderr,
-    };
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let report: serde_json::Value = serde_json::from_slice(&stdout)?;
     Ok(json!({
         "price_updates_per_sec": report["price_updates_per_sec"],
         "envelopes_per_sec": report["envelopes_per_sec"],
@@ -269,6 +245,17 @@ fn replay_in_child(
         "rss_mb_by_quarter": by_quarter(&rss_samples),
         "events": report["events"],
     }))
+}
+
+/// Reads `pipe` to its end on a thread of its own.
+fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        bytes
+    })
 }
 
 /// A process's resident set in MB, from the kernel (`VmRSS`); `None` where there is no /proc.
