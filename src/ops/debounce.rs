@@ -240,7 +240,7 @@ impl FeedRules {
         let listed = config
             .feeds
             .iter()
-            .filter_map(|feed| Some((feed.id.parse().ok()?, thresholds_of(feed, &defaults))))
+            .filter_map(|feed| Some((feed.id.parse().ok()?, Thresholds::of_feed(feed, &defaults))))
             .collect();
         FeedRules {
             listed,
@@ -253,10 +253,6 @@ impl FeedRules {
     pub fn get(&self, feed: &FeedId) -> Option<&Thresholds> {
         self.listed.get(feed).or(self.defaults.as_ref())
     }
-}
-
-fn thresholds_of(feed: &FeedConfig, defaults: &Thresholds) -> Thresholds {
-    Thresholds::of_feed(feed, defaults)
 }
 
 impl Thresholds {
