@@ -173,11 +173,6 @@ impl FusionConfig {
         }
         Ok(())
     }
-
-    /// Staleness of a source family, in ms.
-    pub fn staleness_ms(&self, family: &str) -> i64 {
-        self.staleness_secs.get(family).copied().unwrap_or(60) as i64 * 1000
-    }
 }
 
 /// What happens to Hermes feeds not listed in `[[debounce.feeds]]`.
