@@ -1184,6 +1184,16 @@ fn planted_keys_never_reach_logs_status_metrics_journal_or_recording() {
     eventually(Duration::from_secs(20), "the run to be healthy", || {
         fetch("/status").contains("\"healthy\":true")
     });
+    // Birdeye answered with the key at least once before it starts failing (healthy may come
+    // before its first poll on a busy machine).
+    eventually(Duration::from_secs(20), "a Birdeye poll to succeed", || {
+        stage
+            .venue()
+            .stats()
+            .endpoints
+            .get("birdeye/multi_price")
+            .is_some_and(|e| e.statuses.get(&200).is_some_and(|n| *n > 0))
+    });
     // A failing endpoint puts errors in the logs and /status too.
     stage.faults("birdeye:error_rate=1,status=401");
     std::thread::sleep(Duration::from_secs(3));
